@@ -1,0 +1,170 @@
+"""The error hierarchy. Every error says what is wrong and where; none carries a credential.
+
+Exit codes follow the CLI contract: 2 failure, 3 bad input, 4 authentication refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "AuthenticationError",
+    "BadInput",
+    "ConfigError",
+    "CredentialPolicyError",
+    "DigestMismatch",
+    "InvalidDigest",
+    "InvalidReference",
+    "ManifestError",
+    "OcyncError",
+    "RegistryError",
+    "RegistryErrorDetail",
+    "TransferError",
+]
+
+EXIT_FAILURE = 2
+EXIT_BAD_INPUT = 3
+EXIT_AUTH = 4
+
+
+class OcyncError(Exception):
+    """Base of every error ocync raises on purpose."""
+
+    exit_code: int = EXIT_FAILURE
+
+
+class BadInput(OcyncError, ValueError):
+    """The user gave something ocync cannot accept (reference, digest, config, flag)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class InvalidReference(BadInput):
+    """A reference or repository name breaks the distribution/reference grammar."""
+
+
+class InvalidDigest(BadInput):
+    """A digest is not `algorithm:hex` with a supported algorithm and the right length."""
+
+
+class ConfigError(BadInput):
+    """A configuration file or value is invalid; the message names its path."""
+
+
+class AuthenticationError(OcyncError):
+    """The registry refused our credentials, or we refused to send them."""
+
+    exit_code = EXIT_AUTH
+
+
+class CredentialPolicyError(AuthenticationError):
+    """Credentials would go somewhere they must not (foreign realm, plain HTTP)."""
+
+
+class ManifestError(OcyncError):
+    """A manifest is malformed, too large, or contradicts its descriptor."""
+
+
+class TransferError(OcyncError):
+    """Moving bytes failed for a reason that is not the registry's answer."""
+
+
+class DigestMismatch(TransferError):
+    """Content did not hash to the digest that names it; it is never pushed."""
+
+    def __init__(self, expected: object, actual: object, what: str = "blob") -> None:
+        self.expected = expected
+        self.actual = actual
+        self.what = what
+        super().__init__(
+            f"{what} {expected}: content does not match its digest (got {actual}); not pushed"
+        )
+
+
+@dataclass(frozen=True)
+class RegistryErrorDetail:
+    """One entry of the registry's `{"errors": [...]}` body."""
+
+    code: str
+    message: str
+    detail: Any = None
+
+
+class RegistryError(OcyncError):
+    """A registry answered with an error status; carries its error codes and the request."""
+
+    def __init__(
+        self,
+        status: int,
+        method: str,
+        url: str,
+        errors: tuple[RegistryErrorDetail, ...] = (),
+        body_excerpt: str = "",
+        what: str = "",
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.errors = errors
+        self.body_excerpt = body_excerpt
+        self.what = what
+        super().__init__(self._message())
+
+    @property
+    def code(self) -> str | None:
+        """The first error code the registry gave (e.g. MANIFEST_UNKNOWN), if any."""
+        return self.errors[0].code if self.errors else None
+
+    def _message(self) -> str:
+        head = f"{self.what}: " if self.what else ""
+        where = f"{self.method} {self.url} -> {self.status}"
+        if self.errors:
+            said = "; ".join(f"{e.code}: {e.message}".rstrip(": ") for e in self.errors)
+            return f"{head}{where} ({said})"
+        if self.body_excerpt:
+            return f"{head}{where} ({self.body_excerpt})"
+        return f"{head}{where}"
+
+    @classmethod
+    def from_response(cls, response: httpx.Response, what: str = "") -> RegistryError:
+        """Build the error from a response whose body has been read (or is empty)."""
+        errors: tuple[RegistryErrorDetail, ...] = ()
+        excerpt = ""
+        try:
+            body = response.content
+        except httpx.ResponseNotRead:
+            body = b""
+        if body:
+            try:
+                doc = json.loads(body)
+                raw = doc.get("errors", []) if isinstance(doc, dict) else []
+                errors = tuple(
+                    RegistryErrorDetail(
+                        code=str(e.get("code", "UNKNOWN")),
+                        message=str(e.get("message", "")),
+                        detail=e.get("detail"),
+                    )
+                    for e in raw
+                    if isinstance(e, dict)
+                )
+            except (ValueError, UnicodeDecodeError):
+                pass
+            if not errors:
+                excerpt = body[:200].decode("utf-8", "replace").strip()
+        url = response.request.url.copy_with(query=None) if response.request else "?"
+        method = response.request.method if response.request else "?"
+        error_cls = AuthRegistryError if response.status_code in (401, 403) else cls
+        return error_cls(response.status_code, method, str(url), errors, excerpt, what)
+
+
+class AuthRegistryError(RegistryError, AuthenticationError):
+    """The registry answered 401/403: the credentials (or their absence) were refused."""
+
+    exit_code = EXIT_AUTH

@@ -1,0 +1,144 @@
+"""The plugin contract: every `ocync_*` hook, typed and documented.
+
+Hooks are called synchronously by pluggy and return objects; asynchronous work lives on the
+returned objects (see `ocync_core.policies`). Registry-specific hooks are `firstresult`: a
+plugin answers for the registries of its kind and returns None for the others; the generic
+plugin `ocync_oci` is registered `trylast` and answers for every registry.
+
+Every registry-specific hook receives `registry` (a `RegistrySettings`) and `kind`, the kind
+resolved for it (the config's explicit `kind:`, else the first `ocync_registry_kind` answer).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    import httpx
+    from pydantic import BaseModel
+
+    from ocync_core.client import RegistryClient
+    from ocync_core.errors import RegistryError
+    from ocync_core.policies import (
+        AuthProvider,
+        ExistenceChecker,
+        MountPolicy,
+        PushOutcome,
+        UploadStrategy,
+    )
+    from ocync_core.registry import RegistrySettings
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+PROJECT = "ocync"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def ocync_registry_kind(registry: RegistrySettings) -> str | None:
+    """Claim a registry: return the kind name this plugin serves (e.g. ``"ecr"``), or None.
+
+    :param registry: the registry's settings; match on ``registry.host``.
+    :return: a kind name, or None to let other plugins answer.
+
+    Stops at first non-None result.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Authentication
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def ocync_auth_provider(
+    registry: RegistrySettings, kind: str, http: httpx.AsyncClient
+) -> AuthProvider | None:
+    """Return the object that authorizes requests to this registry.
+
+    :param registry: the registry's settings (explicit credentials, docker config path).
+    :param kind: the registry's resolved kind.
+    :param http: the HTTP client to use for token exchanges.
+    :return: an `AuthProvider`, or None for registries of another kind.
+
+    Stops at first non-None result.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Transfer behaviour
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def ocync_existence_checker(
+    registry: RegistrySettings, kind: str, client: RegistryClient
+) -> ExistenceChecker | None:
+    """Return the object that tells which blobs a repository holds.
+
+    :param client: the registry's client, for checkers that use the Distribution API.
+    :return: an `ExistenceChecker`, or None for registries of another kind.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def ocync_mount_policy(registry: RegistrySettings, kind: str) -> MountPolicy | None:
+    """Return whether and how this registry mounts blobs across repositories.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def ocync_upload_strategy(registry: RegistrySettings, kind: str) -> UploadStrategy | None:
+    """Return how blobs are uploaded to this registry (POST+PUT, one PATCH, chunks).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def ocync_manifest_push_outcome(
+    registry: RegistrySettings, kind: str, error: RegistryError, wanted_digest: str
+) -> PushOutcome | None:
+    """Read a manifest-push error: return a `PushOutcome` when it is success after all.
+
+    ECR answers an immutable tag that already holds ``wanted_digest`` with an error; that is
+    a skip, not a failure. Return None to keep the error.
+
+    Stops at first non-None result.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration and CLI
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ocync_registry_config_model() -> type[BaseModel] | None:
+    """Return a pydantic model of the registry keys this plugin adds to the config, or None."""
+
+
+@hookspec
+def ocync_register_commands(cli: click.Group) -> None:
+    """Add click commands to the ``ocync`` command group."""
+
+
+def _hook_names() -> list[str]:
+    return sorted(name for name in globals() if name.startswith("ocync_"))
+
+
+HOOK_NAMES: list[str] = _hook_names()
+

@@ -6,6 +6,8 @@ Exit codes follow the CLI contract: 2 failure, 3 bad input, 4 authentication ref
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,8 @@ __all__ = [
     "RegistryError",
     "RegistryErrorDetail",
     "TransferError",
+    "leaf_errors",
+    "single_errors",
 ]
 
 EXIT_FAILURE = 2
@@ -168,3 +172,27 @@ class AuthRegistryError(RegistryError, AuthenticationError):
     """The registry answered 401/403: the credentials (or their absence) were refused."""
 
     exit_code = EXIT_AUTH
+
+
+def leaf_errors(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (possibly nested) exception groups, in order."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaf_errors(inner)]
+    return [error]
+
+
+@contextmanager
+def single_errors() -> Iterator[None]:
+    """Re-raise an exception group of concurrent failures as its first ocync error.
+
+    Nurseries wrap failures in groups; a caller of the API wants the error that says what
+    went wrong, not a group. Cancellations and non-ocync errors stay grouped.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = leaf_errors(group)
+        ours = [leaf for leaf in leaves if isinstance(leaf, OcyncError)]
+        if ours and all(isinstance(leaf, Exception) for leaf in leaves):
+            raise ours[0] from group
+        raise

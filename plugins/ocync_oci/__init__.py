@@ -1,0 +1,95 @@
+"""The generic OCI registry plugin: the standard answer to every ocync hook.
+
+Every hookimpl is ``trylast``, so any plugin that answers for its own kind wins, and this one
+answers for everything else (kind ``oci``). It never claims a registry by detection: ``oci``
+is what a registry is when nobody claims it. Other built-ins may reuse its building blocks
+(`HeadExistenceChecker`, `MOUNT_POLICY`, `UPLOAD_STRATEGY`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ocync_core import __version__
+from ocync_core.hookspecs import hookimpl
+from ocync_core.policies import MountMode, MountPolicy, PushOutcome, UploadMode, UploadStrategy
+from ocync_oci.existence import BlobHeadClient, HeadExistenceChecker
+
+if TYPE_CHECKING:
+    import click
+    import httpx
+    from pydantic import BaseModel
+
+    from ocync_core.client import RegistryClient
+    from ocync_core.errors import RegistryError
+    from ocync_core.policies import AuthProvider
+    from ocync_core.registry import RegistrySettings
+
+__all__ = [
+    "MOUNT_POLICY",
+    "OCYNC_HOSTS",
+    "OCYNC_KINDS",
+    "UPLOAD_STRATEGY",
+    "BlobHeadClient",
+    "HeadExistenceChecker",
+    "__version__",
+]
+
+OCYNC_KINDS = ("oci",)
+OCYNC_HOSTS = ("any OCI Distribution registry (fallback)",)
+
+# Mount with `from=`; a 401/403/404 is "not mounted, no session opened": Harbor answers 401
+# to a mount from a repository that does not exist (or the token lacks pull on it).
+MOUNT_POLICY = MountPolicy(
+    mode=MountMode.WITH_FROM, not_mounted_statuses=frozenset({401, 403, 404})
+)
+UPLOAD_STRATEGY = UploadStrategy(mode=UploadMode.POST_PUT)
+
+
+@hookimpl(trylast=True)
+def ocync_registry_kind(registry: RegistrySettings) -> str | None:
+    return None  # "oci" is the fallback, never a claim
+
+
+@hookimpl(trylast=True)
+def ocync_auth_provider(
+    registry: RegistrySettings, kind: str, http: httpx.AsyncClient
+) -> AuthProvider:
+    # Imported here: only commands that talk to registries pay for the auth stack.
+    from ocync_core.auth.provider import StandardAuth
+
+    return StandardAuth(registry, http)
+
+
+@hookimpl(trylast=True)
+def ocync_existence_checker(
+    registry: RegistrySettings, kind: str, client: RegistryClient
+) -> HeadExistenceChecker:
+    return HeadExistenceChecker(client)
+
+
+@hookimpl(trylast=True)
+def ocync_mount_policy(registry: RegistrySettings, kind: str) -> MountPolicy:
+    return MOUNT_POLICY
+
+
+@hookimpl(trylast=True)
+def ocync_upload_strategy(registry: RegistrySettings, kind: str) -> UploadStrategy:
+    return UPLOAD_STRATEGY
+
+
+@hookimpl(trylast=True)
+def ocync_manifest_push_outcome(
+    registry: RegistrySettings, kind: str, error: RegistryError, wanted_digest: str
+) -> PushOutcome | None:
+    return None  # a generic registry's error is an error
+
+
+@hookimpl(trylast=True)
+def ocync_registry_config_model() -> type[BaseModel] | None:
+    return None  # no keys beyond the core's
+
+
+@hookimpl(trylast=True)
+def ocync_register_commands(cli: click.Group) -> None:
+    return None  # no commands beyond the core's

@@ -1,0 +1,5 @@
+"""`python -m ocync_core` runs the `ocync` command."""
+
+from ocync_core.cli import main
+
+main()

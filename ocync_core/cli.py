@@ -1,0 +1,208 @@
+"""The `ocync` command line: a thin layer of click commands over `ocync_core.api`.
+
+Exit codes: 0 success, 2 failure, 3 bad input, 4 authentication refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+import httpx
+import trio
+
+from ocync_core import __version__, api
+from ocync_core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput, OcyncError, single_errors
+from ocync_core.plugins import Plugins
+from ocync_core.registry import RegistrySettings
+
+__all__ = ["cli", "main"]
+
+T = TypeVar("T")
+log = logging.getLogger("ocync")
+
+
+def _configure_logging(verbose: int, quiet: int) -> None:
+    level = logging.WARNING + 10 * quiet - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(message)s")
+    # httpx logs every request at INFO; only the most verbose level wants that.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _run(func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+    """Run a coroutine under trio, turning our errors into exit codes and clear messages."""
+    try:
+        with single_errors():
+            return trio.run(func, *args)
+    except OcyncError as exc:
+        _fail(str(exc), exc.exit_code)
+    except httpx.HTTPError as exc:
+        _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILURE)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    raise AssertionError("unreachable")
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"ocync: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _credentials(value: str | None, flag: str) -> tuple[str | None, str | None]:
+    if not value:
+        return None, None
+    user, sep, password = value.partition(":")
+    if not sep or not user:
+        raise BadInput(f"{flag}: expected USER:PASSWORD")
+    return user, password
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ocync")
+@click.option("-v", "--verbose", count=True, help="More output (-vv for every request).")
+@click.option("-q", "--quiet", count=True, help="Less output.")
+def cli(verbose: int, quiet: int) -> None:
+    """Mirror OCI container images between registries."""
+    _configure_logging(verbose, quiet)
+
+
+def _side_options(side: str, label: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The per-registry options of one side of a copy (`src` or `dest`)."""
+    env = side.upper()
+    options = [
+        click.option(f"--{side}-creds", envvar=f"OCYNC_{env}_CREDS", metavar="USER:PASSWORD",
+                     help=f"Credentials for the {label} registry (env OCYNC_{env}_CREDS)."),
+        click.option(f"--{side}-token", envvar=f"OCYNC_{env}_TOKEN", metavar="TOKEN",
+                     help=f"A bearer token for the {label} registry (env OCYNC_{env}_TOKEN)."),
+        click.option(f"--{side}-tls-verify/--no-{side}-tls-verify", default=True,
+                     help=f"Verify the {label} registry's TLS certificate."),
+        click.option(f"--{side}-ca-file", type=click.Path(exists=True, dir_okay=False),
+                     help=f"CA bundle for the {label} registry."),
+        click.option(f"--{side}-insecure-http", is_flag=True,
+                     help=f"Use plain HTTP for the {label} registry."),
+        click.option(f"--{side}-endpoint", metavar="URL",
+                     help=f"Send {label} requests to this URL instead of the registry's host."),
+        click.option(f"--{side}-kind", metavar="KIND",
+                     help=f"The {label} registry's kind, overriding detection."),
+    ]  # fmt: skip
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _settings(host: str, options: dict[str, Any], side: str, docker_config: str | None) -> RegistrySettings:
+    user, password = _credentials(options[f"{side}_creds"], f"--{side}-creds")
+    return RegistrySettings(
+        host=host,
+        kind=options[f"{side}_kind"],
+        endpoint=options[f"{side}_endpoint"],
+        tls_verify=options[f"{side}_tls_verify"],
+        ca_file=options[f"{side}_ca_file"],
+        insecure_http=options[f"{side}_insecure_http"],
+        username=user,
+        password=password,
+        token=options[f"{side}_token"],
+        docker_config=docker_config,
+    )
+
+
+@cli.command("copy")
+@click.argument("source")
+@click.argument("target")
+@_side_options("src", "source")
+@_side_options("dest", "target")
+@click.option("--docker-config", type=click.Path(dir_okay=False),
+              help="Docker config.json with credentials (default: $DOCKER_CONFIG or ~/.docker).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+def copy_command(source: str, target: str, docker_config: str | None, as_json: bool,
+                 **options: Any) -> None:  # fmt: skip
+    """Copy one image, or a whole multi-arch index, from SOURCE to TARGET.
+
+    \b
+    Examples:
+      ocync copy 127.0.0.1:5000/app:v1 127.0.0.1:5001/app:v1
+      ocync copy ghcr.io/org/tool:1.2 registry.example.com/mirror/tool
+    """
+    from ocync_core.reference import Reference
+
+    try:
+        src = Reference.parse(source)
+        dst = Reference.parse(target)
+        src_settings = _settings(src.domain, options, "src", docker_config)
+        dst_settings = _settings(dst.domain, options, "dest", docker_config)
+    except BadInput as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+        return
+    result = _run(
+        _copy, src, dst, src_settings, dst_settings
+    )
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+        return
+    click.echo(_describe(result))
+
+
+async def _copy(src: Any, dst: Any, src_settings: RegistrySettings,
+                dst_settings: RegistrySettings) -> api.CopyResult:  # fmt: skip
+    return await api.copy(src, dst, source_settings=src_settings, target_settings=dst_settings)
+
+
+def _describe(result: api.CopyResult) -> str:
+    digest = result.digest[:19]
+    if result.status == "skipped":
+        return f"up to date {result.target} {digest} ({result.reason})"
+    kind = f"index of {len(result.platforms)} ({', '.join(result.platforms)})" if result.platforms else "image"
+    blobs = result.blobs
+    return (
+        f"copied {result.source} -> {result.target} {digest} [{kind}; "
+        f"{result.manifests_pushed} manifests, {blobs.transferred} blobs transferred "
+        f"({_size(blobs.bytes)}), {blobs.mounted} mounted, {blobs.skipped} present; "
+        f"{result.duration:.2f}s]"
+    )
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable list.")
+def plugins_command(as_json: bool) -> None:
+    """List the plugins that are loaded, their versions, kinds and hooks."""
+    try:
+        infos = Plugins.load().describe()
+    except OcyncError as exc:
+        _fail(str(exc), exc.exit_code)
+        return
+    if as_json:
+        click.echo(json.dumps([info.__dict__ for info in infos], indent=2, default=list))
+        return
+    for info in infos:
+        origin = "built-in" if info.builtin else "third-party"
+        kinds = ", ".join(info.kinds) or "(fallback)"
+        click.echo(f"{info.name} {info.version} [{origin}] kinds: {kinds}")
+        click.echo(f"    hooks: {', '.join(info.hooks)}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        plugins = Plugins.load()
+        plugins.register_commands(cli)
+    except OcyncError as exc:
+        _fail(str(exc), exc.exit_code)
+    cli(prog_name="ocync")

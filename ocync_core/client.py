@@ -1,0 +1,534 @@
+"""The OCI Distribution client for one registry, over httpx under trio.
+
+Every request goes through `_send`: authorize for the request's scopes, pass the registry's
+concurrency gate, send, and on a 401 learn the challenge and retry once. Blobs stream through
+`BlobReader`, which hashes on the fly and holds back the final chunk until the digest checks
+out, so a consumer (an upload) never receives the complete bytes of a corrupt blob.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import httpx
+import trio
+
+from ocync_core import mediatypes
+from ocync_core.auth.scopes import repository_scope
+from ocync_core.digest import Digest
+from ocync_core.errors import (
+    BadInput,
+    DigestMismatch,
+    ManifestError,
+    RegistryError,
+    TransferError,
+)
+from ocync_core.manifest import MAX_MANIFEST_SIZE, Descriptor, Manifest, parse_manifest
+from ocync_core.policies import MountMode, Scopes, UploadMode
+from ocync_core.registry import RegistrySettings
+
+if TYPE_CHECKING:
+    from ocync_core.plugins import Plugins
+    from ocync_core.policies import AuthProvider, ExistenceChecker, MountPolicy, UploadStrategy
+
+__all__ = ["BlobReader", "ManifestHead", "MountResult", "RegistryClient"]
+
+log = logging.getLogger(__name__)
+
+_OCTET = {"Content-Type": "application/octet-stream"}
+_MANIFEST_ACCEPT = {"Accept": ", ".join(mediatypes.MANIFEST_ACCEPT)}
+# Statuses that mean "the HTTPS attempt reached nothing that speaks TLS": fall back to HTTP.
+_FALLBACK_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, ssl.SSLError)
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    """What a manifest HEAD tells without transferring the manifest."""
+
+    digest: Digest
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class MountResult:
+    """The answer to a mount request: mounted, or an upload session to use instead."""
+
+    mounted: bool
+    session: str | None = None
+
+
+class BlobReader:
+    """Streams a blob's bytes, verifying size and digest as they pass.
+
+    The last chunk is released only after the whole blob hashed to its digest: a streaming
+    upload fed by `chunks()` is therefore never completed with corrupt content.
+    """
+
+    def __init__(self, response: httpx.Response, digest: Digest, size: int | None) -> None:
+        self._response = response
+        self.digest = digest
+        self.size = size
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        verifier = self.digest.verifier()
+        held: bytes | None = None
+        async for chunk in self._response.aiter_raw():
+            if not chunk:
+                continue
+            verifier.update(chunk)
+            if self.size is not None and verifier.size > self.size:
+                raise DigestMismatch(self.digest, f"more than {self.size} bytes")
+            if held is not None:
+                yield held
+            held = chunk
+        if self.size is not None and verifier.size != self.size:
+            raise TransferError(
+                f"blob {self.digest}: got {verifier.size} bytes, expected {self.size}"
+            )
+        verifier.verify()
+        if held is not None:
+            yield held
+
+
+class RegistryClient:
+    """Speaks the OCI Distribution API to one registry."""
+
+    def __init__(self, registry: RegistrySettings, plugins: Plugins) -> None:
+        self.settings = registry  # as given, before the plugins filled in the kind
+        self.registry = plugins.resolve(registry)
+        self.plugins = plugins
+        self.http = httpx.AsyncClient(
+            verify=_tls_context(self.registry),
+            timeout=httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None),
+            limits=httpx.Limits(
+                max_connections=self.registry.max_concurrent,
+                max_keepalive_connections=self.registry.max_concurrent,
+            ),
+            follow_redirects=False,
+            trust_env=True,
+        )
+        self.auth: AuthProvider = plugins.auth_provider(self.registry, self.http)
+        self.mount_policy: MountPolicy = plugins.mount_policy(self.registry)
+        self.upload_strategy: UploadStrategy = plugins.upload_strategy(self.registry)
+        self._existence: ExistenceChecker | None = None
+        self._gate = trio.CapacityLimiter(self.registry.max_concurrent)
+        self._base: str | None = None
+        self._base_lock = trio.Lock()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def existence_checker(self) -> ExistenceChecker:
+        if self._existence is None:
+            self._existence = self.plugins.existence_checker(self.registry, self)
+        return self._existence
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def base_url(self) -> str:
+        """The base URL that answers `/v2/`, found once (HTTPS first, HTTP for loopback)."""
+        async with self._base_lock:
+            if self._base is None:
+                self._base = await self._probe()
+            return self._base
+
+    async def _probe(self) -> str:
+        candidates = self.registry.base_urls()
+        last: Exception | None = None
+        for index, base in enumerate(candidates):
+            has_fallback = index + 1 < len(candidates)
+            try:
+                response = await self.http.get(f"{base}/v2/")
+            except (*_FALLBACK_ERRORS, httpx.ConnectTimeout) as exc:
+                last = exc
+                # A certificate the server presented but we cannot trust means the server
+                # speaks TLS: falling back to HTTP would only hide the real problem.
+                if has_fallback and not _is_certificate_error(exc):
+                    log.debug("%s: %s unreachable (%s), trying next", self.registry.label, base, exc)
+                    continue
+                break
+            if response.status_code == 401:
+                await self.auth.challenged(response, frozenset())
+            elif response.status_code >= 400 and response.status_code != 404:
+                raise RegistryError.from_response(response, what=f"ping {self.registry.label}")
+            return base
+        hint = ""
+        if last is not None and _is_certificate_error(last):
+            hint = "; give the registry's CA certificate with ca_file (--src/--dest-ca-file)"
+        raise TransferError(
+            f"registry {self.registry.label}: cannot connect to {base} "
+            f"({_describe(last)}){hint}"
+        )
+
+    async def ping(self) -> str:
+        """Reach the registry and learn its auth challenge; returns the base URL used."""
+        return await self.base_url()
+
+    # -- the request core -----------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        scopes: Scopes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
+        stream: bool = False,
+        replayable: bool = True,
+    ) -> httpx.Response:
+        """Send one request with authorization; on 401 re-authorize and retry once."""
+        for attempt in (1, 2):
+            request = self.http.build_request(method, url, headers=headers, content=content)
+            await self.auth.authorize(request, scopes)
+            async with self._gate:
+                response = await self.http.send(request, stream=stream)
+            if response.status_code != 401 or attempt == 2 or not replayable:
+                return response
+            await response.aread()
+            if not await self.auth.challenged(response, scopes):
+                return response
+            await response.aclose()
+        raise AssertionError("unreachable")
+
+    async def _url(self, repository: str, tail: str) -> str:
+        return f"{await self.base_url()}/v2/{repository}/{tail}"
+
+    @staticmethod
+    async def _fail(response: httpx.Response, what: str) -> RegistryError:
+        await response.aread()
+        error = RegistryError.from_response(response, what=what)
+        if response.status_code in (401, 403):
+            log.debug("%s refused: %s", what, error)
+        return error
+
+    # -- manifests ------------------------------------------------------------------------------
+
+    async def head_manifest(self, repository: str, reference: str) -> ManifestHead | None:
+        """HEAD a manifest by tag or digest; None when the registry does not have it."""
+        url = await self._url(repository, f"manifests/{reference}")
+        response = await self._send("HEAD", url, _pull(repository), headers=_MANIFEST_ACCEPT)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise await self._fail(response, f"HEAD manifest {repository}:{reference}")
+        header = response.headers.get("Docker-Content-Digest")
+        if not header:
+            # Without the digest header a HEAD is useless for comparison; fetch instead.
+            manifest = await self.get_manifest(repository, reference)
+            return ManifestHead(manifest.digest, manifest.media_type, len(manifest.raw))
+        return ManifestHead(
+            Digest.parse(header),
+            _bare_type(response.headers.get("Content-Type", "")),
+            int(response.headers.get("Content-Length", "0") or 0),
+        )
+
+    async def get_manifest(self, repository: str, reference: str) -> Manifest:
+        """GET a manifest, keeping its exact bytes and checking them against every digest given."""
+        what = f"manifest {repository}@{reference}"
+        url = await self._url(repository, f"manifests/{reference}")
+        response = await self._send(
+            "GET", url, _pull(repository), headers=_MANIFEST_ACCEPT, stream=True
+        )
+        try:
+            if response.status_code != 200:
+                raise await self._fail(response, f"GET {what}")
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body.extend(chunk)
+                if len(body) > MAX_MANIFEST_SIZE:
+                    raise ManifestError(f"{what} is larger than {MAX_MANIFEST_SIZE} bytes")
+        finally:
+            await response.aclose()
+        raw = bytes(body)
+        manifest = parse_manifest(raw, response.headers.get("Content-Type"), what=what)
+        if ":" in reference:  # tags never contain ':', so this is a digest
+            expected = Digest.parse(reference)
+            actual = Digest.of(raw, expected.algorithm)
+            if actual != expected:
+                raise DigestMismatch(expected, actual, what="manifest")
+        header = response.headers.get("Docker-Content-Digest")
+        if header:
+            claimed = Digest.parse(header)
+            if Digest.of(raw, claimed.algorithm) != claimed:
+                raise DigestMismatch(claimed, Digest.of(raw, claimed.algorithm), "manifest")
+        return manifest
+
+    async def put_manifest(self, repository: str, reference: str, manifest: Manifest) -> Digest:
+        """PUT a manifest's exact bytes under a tag or its digest."""
+        url = await self._url(repository, f"manifests/{reference}")
+        response = await self._send(
+            "PUT",
+            url,
+            _push(repository),
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.raw,
+        )
+        await response.aread()
+        if response.status_code not in (200, 201, 202):
+            raise RegistryError.from_response(
+                response, what=f"PUT manifest {repository}:{reference}"
+            )
+        header = response.headers.get("Docker-Content-Digest")
+        if header and Digest.parse(header) != manifest.digest:
+            raise DigestMismatch(manifest.digest, header, what="pushed manifest")
+        return manifest.digest
+
+    # -- blobs --------------------------------------------------------------------------------
+
+    async def blob_exists(self, repository: str, digest: Digest) -> int | None:
+        """HEAD a blob: its size when present, None when absent."""
+        url = await self._url(repository, f"blobs/{digest}")
+        response = await self._send("HEAD", url, _pull(repository))
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise await self._fail(response, f"HEAD blob {repository}@{digest}")
+        return int(response.headers.get("Content-Length", "0") or 0)
+
+    async def blobs_exist(self, repository: str, digests: Iterable[Digest]) -> dict[Digest, bool]:
+        """Which of these blobs the repository holds, through the plugin's existence checker."""
+        wanted = list(dict.fromkeys(digests))
+        if not wanted:
+            return {}
+        return await self.existence_checker.exists(repository, wanted)
+
+    @asynccontextmanager
+    async def open_blob(
+        self, repository: str, digest: Digest, size: int | None = None
+    ) -> AsyncIterator[BlobReader]:
+        """Open a blob for streaming; redirects (to a CDN) are followed without our credentials."""
+        url: str | httpx.URL = await self._url(repository, f"blobs/{digest}")
+        response = await self._send("GET", url, _pull(repository), stream=True)
+        for _ in range(5):
+            if response.status_code not in (301, 302, 303, 307, 308):
+                break
+            location = response.headers.get("Location", "")
+            await response.aclose()
+            url = response.url.join(location)
+            # A redirect target is another host: it gets no Authorization header of ours.
+            response = await self.http.send(self.http.build_request("GET", url), stream=True)
+        try:
+            if response.status_code != 200:
+                raise await self._fail(response, f"GET blob {repository}@{digest}")
+            if size is None and "Content-Length" in response.headers:
+                size = int(response.headers["Content-Length"])
+            yield BlobReader(response, digest, size)
+        finally:
+            await response.aclose()
+
+    async def mount_blob(self, repository: str, digest: Digest, from_repo: str) -> MountResult:
+        """Ask the registry to mount a blob from another repository of the same registry."""
+        mode = self.mount_policy.mode
+        if mode is MountMode.NEVER:
+            return MountResult(False)
+        base = await self._url(repository, "blobs/uploads/")
+        params = {"mount": str(digest)}
+        scopes = _push(repository)
+        if mode is MountMode.WITH_FROM:
+            params["from"] = from_repo
+            scopes = scopes | _pull(from_repo)
+        url = httpx.URL(base).copy_merge_params(params)
+        response = await self._send("POST", url, scopes)
+        await response.aread()
+        if response.status_code == 201:
+            return MountResult(True)
+        if response.status_code == 202 and response.headers.get("Location"):
+            return MountResult(False, str(response.url.join(response.headers["Location"])))
+        if response.status_code in self.mount_policy.not_mounted_statuses:
+            return MountResult(False)
+        raise RegistryError.from_response(response, what=f"mount {digest} into {repository}")
+
+    async def start_upload(self, repository: str) -> str:
+        """Open an upload session; returns its absolute location."""
+        url = await self._url(repository, "blobs/uploads/")
+        response = await self._send("POST", url, _push(repository))
+        await response.aread()
+        if response.status_code != 202 or not response.headers.get("Location"):
+            raise RegistryError.from_response(response, what=f"start upload to {repository}")
+        return str(response.url.join(response.headers["Location"]))
+
+    async def upload_blob(
+        self,
+        repository: str,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterator[bytes],
+        *,
+        session: str | None = None,
+    ) -> None:
+        """Upload a blob from a stream of chunks, in the registry's upload strategy."""
+        location = session or await self.start_upload(repository)
+        strategy = self.upload_strategy
+        scopes = _push(repository)
+        what = f"upload blob {digest} to {repository}"
+        if strategy.mode is UploadMode.POST_PUT:
+            url = httpx.URL(location).copy_merge_params({"digest": str(digest)})
+            headers = {**_OCTET, "Content-Length": str(size)}
+            response = await self._send(
+                "PUT", url, scopes, headers=headers, content=chunks, replayable=False
+            )
+        else:
+            limit = strategy.max_chunk if strategy.mode is UploadMode.CHUNKED else None
+            location = await self._patch_chunks(location, scopes, chunks, limit, what)
+            url = httpx.URL(location).copy_merge_params({"digest": str(digest)})
+            response = await self._send("PUT", url, scopes, headers={**_OCTET}, content=b"")
+        await response.aread()
+        if response.status_code != 201:
+            raise RegistryError.from_response(response, what=what)
+
+    async def _patch_chunks(
+        self,
+        location: str,
+        scopes: Scopes,
+        chunks: AsyncIterator[bytes],
+        limit: int | None,
+        what: str,
+    ) -> str:
+        """PATCH the stream: in one request (limit None), or in chunks of at most `limit`."""
+        if limit is None:
+            response = await self._send(
+                "PATCH", location, scopes, headers=_OCTET, content=chunks, replayable=False
+            )
+            return await self._next_location(response, location, what)
+        offset = 0
+        async for piece in _rechunk(chunks, limit):
+            headers = {
+                **_OCTET,
+                "Content-Range": f"{offset}-{offset + len(piece) - 1}",
+                "Content-Length": str(len(piece)),
+            }
+            response = await self._send("PATCH", location, scopes, headers=headers, content=piece)
+            location = await self._next_location(response, location, what)
+            offset += len(piece)
+        return location
+
+    @staticmethod
+    async def _next_location(response: httpx.Response, current: str, what: str) -> str:
+        await response.aread()
+        if response.status_code != 202:
+            raise RegistryError.from_response(response, what=what)
+        return str(response.url.join(response.headers.get("Location", current)))
+
+    # -- tags and referrers -------------------------------------------------------------------
+
+    async def list_tags(self, repository: str, page_size: int | None = None) -> list[str]:
+        """Every tag of a repository, following `Link` pagination."""
+        url: str | httpx.URL = await self._url(repository, "tags/list")
+        if page_size:
+            url = httpx.URL(url).copy_merge_params({"n": str(page_size)})
+        tags: list[str] = []
+        for _ in range(100_000):  # a registry whose links loop must not keep us forever
+            response = await self._send("GET", url, _pull(repository))
+            await response.aread()
+            if response.status_code != 200:
+                raise RegistryError.from_response(response, what=f"list tags of {repository}")
+            try:
+                page = response.json().get("tags") or []
+            except (ValueError, AttributeError) as exc:
+                raise TransferError(f"list tags of {repository}: malformed JSON ({exc})") from exc
+            tags.extend(str(tag) for tag in page)
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return tags
+            url = response.url.join(following)
+        raise TransferError(f"list tags of {repository}: pagination does not end")
+
+    async def referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
+        """Manifests whose `subject` is `digest`: the referrers API, else the fallback tag."""
+        url = await self._url(repository, f"referrers/{digest}")
+        response = await self._send(
+            "GET", url, _pull(repository), headers={"Accept": mediatypes.OCI_INDEX}
+        )
+        await response.aread()
+        if response.status_code == 200 and _bare_type(
+            response.headers.get("Content-Type", "")
+        ) in (mediatypes.OCI_INDEX, ""):
+            index = parse_manifest(response.content, mediatypes.OCI_INDEX, what="referrers")
+            return list(getattr(index, "manifests", ()))
+        if response.status_code not in (200, 404, 400, 405):
+            raise RegistryError.from_response(response, what=f"referrers of {repository}@{digest}")
+        return await self._fallback_referrers(repository, digest)
+
+    async def _fallback_referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
+        tag = f"{digest.algorithm}-{digest.hex}"
+        if await self.head_manifest(repository, tag) is None:
+            return []
+        index = await self.get_manifest(repository, tag)
+        # Some registries resolve the fallback tag to the subject itself: that is no referrer.
+        if index.digest == digest or not index.is_index:
+            return []
+        return list(index.manifests)
+
+
+def _tls_context(registry: RegistrySettings) -> ssl.SSLContext | bool:
+    if not registry.tls_verify:
+        log.warning("registry %s: TLS certificates are NOT verified", registry.label)
+        return False
+    if registry.ca_file:
+        try:
+            return ssl.create_default_context(cafile=registry.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise BadInput(
+                f"registry {registry.label}: cannot load ca_file {registry.ca_file!r} ({exc})"
+            ) from exc
+    return True
+
+
+def _describe(error: BaseException | None) -> str:
+    """The most telling message in an exception chain (httpx often wraps an empty one)."""
+    seen, text = error, ""
+    while seen is not None:
+        text = str(seen) or text
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"TLS certificate verification failed: {seen.verify_message or seen}"
+        seen = seen.__cause__ or seen.__context__
+    return text or (type(error).__name__ if error else "unknown error")
+
+
+def _is_certificate_error(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            seen
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _pull(repository: str) -> Scopes:
+    return frozenset({repository_scope(repository, "pull")})
+
+
+def _push(repository: str) -> Scopes:
+    return frozenset({repository_scope(repository, "pull", "push")})
+
+
+def _bare_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip()
+
+
+async def _rechunk(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """Regroup a stream into pieces of exactly `limit` bytes (the last may be shorter)."""
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer.extend(chunk)
+        while len(buffer) >= limit:
+            yield bytes(buffer[:limit])
+            del buffer[:limit]
+    if buffer:
+        yield bytes(buffer)

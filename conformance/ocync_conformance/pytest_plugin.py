@@ -1,5 +1,45 @@
 """pytest plugin of the ocync conformance kit (entry point `pytest11`).
 
-Kept import-light: registry fixtures live in `ocync_conformance.fixtures` and are imported
-only when pytest loads this plugin.
+Kept import-light: registry fixtures live in `ocync_conformance.fixtures`, which itself imports
+only pytest and the stdlib at module level (registries, certificates and JWT libraries are
+imported when a fixture is first used), so installing ocync never slows down or breaks
+unrelated pytest runs.
 """
+
+from ocync_conformance.fixtures import (
+    SeededRegistry,
+    _seeded_storage,
+    basic_registry,
+    oci_layout,
+    registry,
+    registry_binary,
+    registry_pair,
+    seeded_layout,
+    seeded_registry,
+    shared_registry,
+    skopeo_binary,
+    tls_certs,
+    tls_registry,
+    token_registry,
+    token_server,
+    token_signing_cert,
+)
+
+__all__ = [
+    "SeededRegistry",
+    "_seeded_storage",
+    "basic_registry",
+    "oci_layout",
+    "registry",
+    "registry_binary",
+    "registry_pair",
+    "seeded_layout",
+    "seeded_registry",
+    "shared_registry",
+    "skopeo_binary",
+    "tls_certs",
+    "tls_registry",
+    "token_registry",
+    "token_server",
+    "token_signing_cert",
+]

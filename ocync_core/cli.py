@@ -75,21 +75,44 @@ def _side_options(side: str, label: str) -> Callable[[Callable[..., Any]], Calla
     """The per-registry options of one side of a copy (`src` or `dest`)."""
     env = side.upper()
     options = [
-        click.option(f"--{side}-creds", envvar=f"OCYNC_{env}_CREDS", metavar="USER:PASSWORD",
-                     help=f"Credentials for the {label} registry (env OCYNC_{env}_CREDS)."),
-        click.option(f"--{side}-token", envvar=f"OCYNC_{env}_TOKEN", metavar="TOKEN",
-                     help=f"A bearer token for the {label} registry (env OCYNC_{env}_TOKEN)."),
-        click.option(f"--{side}-tls-verify/--no-{side}-tls-verify", default=True,
-                     help=f"Verify the {label} registry's TLS certificate."),
-        click.option(f"--{side}-ca-file", type=click.Path(exists=True, dir_okay=False),
-                     help=f"CA bundle for the {label} registry."),
-        click.option(f"--{side}-insecure-http", is_flag=True,
-                     help=f"Use plain HTTP for the {label} registry."),
-        click.option(f"--{side}-endpoint", metavar="URL",
-                     help=f"Send {label} requests to this URL instead of the registry's host."),
-        click.option(f"--{side}-kind", metavar="KIND",
-                     help=f"The {label} registry's kind, overriding detection."),
-    ]  # fmt: skip
+        click.option(
+            f"--{side}-creds",
+            envvar=f"OCYNC_{env}_CREDS",
+            metavar="USER:PASSWORD",
+            help=f"Credentials for the {label} registry (env OCYNC_{env}_CREDS).",
+        ),
+        click.option(
+            f"--{side}-token",
+            envvar=f"OCYNC_{env}_TOKEN",
+            metavar="TOKEN",
+            help=f"A bearer token for the {label} registry (env OCYNC_{env}_TOKEN).",
+        ),
+        click.option(
+            f"--{side}-tls-verify/--no-{side}-tls-verify",
+            default=True,
+            help=f"Verify the {label} registry's TLS certificate.",
+        ),
+        click.option(
+            f"--{side}-ca-file",
+            type=click.Path(exists=True, dir_okay=False),
+            help=f"CA bundle for the {label} registry.",
+        ),
+        click.option(
+            f"--{side}-insecure-http",
+            is_flag=True,
+            help=f"Use plain HTTP for the {label} registry.",
+        ),
+        click.option(
+            f"--{side}-endpoint",
+            metavar="URL",
+            help=f"Send {label} requests to this URL instead of the registry's host.",
+        ),
+        click.option(
+            f"--{side}-kind",
+            metavar="KIND",
+            help=f"The {label} registry's kind, overriding detection.",
+        ),
+    ]
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
@@ -99,7 +122,9 @@ def _side_options(side: str, label: str) -> Callable[[Callable[..., Any]], Calla
     return decorate
 
 
-def _settings(host: str, options: dict[str, Any], side: str, docker_config: str | None) -> RegistrySettings:
+def _settings(
+    host: str, options: dict[str, Any], side: str, docker_config: str | None
+) -> RegistrySettings:
     user, password = _credentials(options[f"{side}_creds"], f"--{side}-creds")
     return RegistrySettings(
         host=host,
@@ -120,11 +145,15 @@ def _settings(host: str, options: dict[str, Any], side: str, docker_config: str 
 @click.argument("target")
 @_side_options("src", "source")
 @_side_options("dest", "target")
-@click.option("--docker-config", type=click.Path(dir_okay=False),
-              help="Docker config.json with credentials (default: $DOCKER_CONFIG or ~/.docker).")
+@click.option(
+    "--docker-config",
+    type=click.Path(dir_okay=False),
+    help="Docker config.json with credentials (default: $DOCKER_CONFIG or ~/.docker).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
-def copy_command(source: str, target: str, docker_config: str | None, as_json: bool,
-                 **options: Any) -> None:  # fmt: skip
+def copy_command(
+    source: str, target: str, docker_config: str | None, as_json: bool, **options: Any
+) -> None:
     """Copy one image, or a whole multi-arch index, from SOURCE to TARGET.
 
     \b
@@ -142,17 +171,16 @@ def copy_command(source: str, target: str, docker_config: str | None, as_json: b
     except BadInput as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
         return
-    result = _run(
-        _copy, src, dst, src_settings, dst_settings
-    )
+    result = _run(_copy, src, dst, src_settings, dst_settings)
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
         return
     click.echo(_describe(result))
 
 
-async def _copy(src: Any, dst: Any, src_settings: RegistrySettings,
-                dst_settings: RegistrySettings) -> api.CopyResult:  # fmt: skip
+async def _copy(
+    src: Any, dst: Any, src_settings: RegistrySettings, dst_settings: RegistrySettings
+) -> api.CopyResult:
     return await api.copy(src, dst, source_settings=src_settings, target_settings=dst_settings)
 
 
@@ -160,7 +188,11 @@ def _describe(result: api.CopyResult) -> str:
     digest = result.digest[:19]
     if result.status == "skipped":
         return f"up to date {result.target} {digest} ({result.reason})"
-    kind = f"index of {len(result.platforms)} ({', '.join(result.platforms)})" if result.platforms else "image"
+    kind = (
+        f"index of {len(result.platforms)} ({', '.join(result.platforms)})"
+        if result.platforms
+        else "image"
+    )
     blobs = result.blobs
     return (
         f"copied {result.source} -> {result.target} {digest} [{kind}; "

@@ -157,7 +157,9 @@ class RegistryClient:
                 # A certificate the server presented but we cannot trust means the server
                 # speaks TLS: falling back to HTTP would only hide the real problem.
                 if has_fallback and not _is_certificate_error(exc):
-                    log.debug("%s: %s unreachable (%s), trying next", self.registry.label, base, exc)
+                    log.debug(
+                        "%s: %s unreachable (%s), trying next", self.registry.label, base, exc
+                    )
                     continue
                 break
             if response.status_code == 401:
@@ -169,8 +171,7 @@ class RegistryClient:
         if last is not None and _is_certificate_error(last):
             hint = "; give the registry's CA certificate with ca_file (--src/--dest-ca-file)"
         raise TransferError(
-            f"registry {self.registry.label}: cannot connect to {base} "
-            f"({_describe(last)}){hint}"
+            f"registry {self.registry.label}: cannot connect to {base} ({_describe(last)}){hint}"
         )
 
     async def ping(self) -> str:
@@ -454,9 +455,10 @@ class RegistryClient:
             "GET", url, _pull(repository), headers={"Accept": mediatypes.OCI_INDEX}
         )
         await response.aread()
-        if response.status_code == 200 and _bare_type(
-            response.headers.get("Content-Type", "")
-        ) in (mediatypes.OCI_INDEX, ""):
+        if response.status_code == 200 and _bare_type(response.headers.get("Content-Type", "")) in (
+            mediatypes.OCI_INDEX,
+            "",
+        ):
             index = parse_manifest(response.content, mediatypes.OCI_INDEX, what="referrers")
             return list(getattr(index, "manifests", ()))
         if response.status_code not in (200, 404, 400, 405):

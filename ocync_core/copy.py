@@ -145,9 +145,13 @@ class _ManifestCopy:
         else:
             stats = BlobStats()
             await self.mover.ensure(
-                self.source, self.source_repo, self.target, self.target_repo,
-                manifest.blobs, stats,
-            )  # fmt: skip
+                self.source,
+                self.source_repo,
+                self.target,
+                self.target_repo,
+                manifest.blobs,
+                stats,
+            )
             self.result.blobs.add(stats)
         await self.target.put_manifest(self.target_repo, destination, manifest)
         self.result.manifests_pushed += 1

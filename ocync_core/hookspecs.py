@@ -141,4 +141,3 @@ def _hook_names() -> list[str]:
 
 
 HOOK_NAMES: list[str] = _hook_names()
-

@@ -86,4 +86,3 @@ class PushOutcome:
 
     skipped: bool
     reason: str
-

@@ -75,7 +75,9 @@ def test_copy_multiarch_between_open_registries(seeded_registry, target_registry
 
 
 def test_copy_json_report_counts_blobs(seeded_registry, target_registry):
-    result = ocync("copy", "--json", f"{seeded_registry.host}/demo/app:v1", f"{target_registry.host}/j/app")
+    result = ocync(
+        "copy", "--json", f"{seeded_registry.host}/demo/app:v1", f"{target_registry.host}/j/app"
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["status"] == "copied"
@@ -106,9 +108,11 @@ def test_copy_from_basic_auth_to_bearer_token_registry(
 
     token_creds = f"{token_registry.username}:{token_registry.password}"
     second = ocync(
-        "copy", staged, f"{token_registry.host}/mirror/app:v1",
+        "copy",
+        staged,
+        f"{token_registry.host}/mirror/app:v1",
         env={"OCYNC_SRC_CREDS": creds, "OCYNC_DEST_CREDS": token_creds},
-    )  # fmt: skip
+    )
     assert second.returncode == 0, second.stderr
     assert creds not in second.stdout + second.stderr
     assert token_creds not in second.stdout + second.stderr
@@ -123,9 +127,12 @@ def test_copy_to_tls_registry_with_private_ca(seeded_registry, tls_registry):
     assert "certificate" in refused.stderr.lower() or "ssl" in refused.stderr.lower()
 
     result = ocync(
-        "copy", f"{seeded_registry.host}/demo/app:v1", target,
-        "--dest-ca-file", str(tls_registry.ca_file),
-    )  # fmt: skip
+        "copy",
+        f"{seeded_registry.host}/demo/app:v1",
+        target,
+        "--dest-ca-file",
+        str(tls_registry.ca_file),
+    )
     assert result.returncode == 0, result.stderr
     assert_same_image(
         f"{seeded_registry.host}/demo/app:v1", target, f"--cert-dir={tls_registry.cert_dir}"
@@ -134,9 +141,12 @@ def test_copy_to_tls_registry_with_private_ca(seeded_registry, tls_registry):
 
 def test_wrong_credentials_exit_4(seeded_registry, basic_registry):
     result = ocync(
-        "copy", f"{seeded_registry.host}/demo/app:v1", f"{basic_registry.host}/x/app:v1",
-        "--dest-creds", f"{basic_registry.username}:not-the-password",
-    )  # fmt: skip
+        "copy",
+        f"{seeded_registry.host}/demo/app:v1",
+        f"{basic_registry.host}/x/app:v1",
+        "--dest-creds",
+        f"{basic_registry.username}:not-the-password",
+    )
     assert result.returncode == 4, result.stderr
     assert "not-the-password" not in result.stderr
 
@@ -169,11 +179,15 @@ def test_corrupt_source_blob_is_not_pushed(registry, tmp_path: Path):
         {
             "schemaVersion": 2,
             "mediaType": mediatypes.OCI_MANIFEST,
-            "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": config_digest,
-                       "size": len(config)},
-            "layers": [{"mediaType": mediatypes.OCI_LAYER_GZIP, "digest": layer_digest,
-                        "size": len(good)}],
-        }  # fmt: skip
+            "config": {
+                "mediaType": mediatypes.OCI_CONFIG,
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": mediatypes.OCI_LAYER_GZIP, "digest": layer_digest, "size": len(good)}
+            ],
+        }
     ).encode()
     push_manifest(registry.url, "bad/app", "v1", manifest, mediatypes.OCI_MANIFEST)
     # Corrupt the stored bytes behind the registry's back (same length, other content).

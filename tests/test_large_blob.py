@@ -77,18 +77,29 @@ def test_one_gib_blob_copies_with_bounded_memory(registry, target_registry, caps
         {
             "schemaVersion": 2,
             "mediaType": mediatypes.OCI_MANIFEST,
-            "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": config_digest,
-                       "size": len(config)},
+            "config": {
+                "mediaType": mediatypes.OCI_CONFIG,
+                "digest": config_digest,
+                "size": len(config),
+            },
             "layers": [{"mediaType": mediatypes.OCI_LAYER, "digest": layer, "size": GIB}],
-        }  # fmt: skip
+        }
     ).encode()
     push_manifest(registry.url, "big/blob", "v1", manifest, mediatypes.OCI_MANIFEST)
 
     measured = subprocess.run(
-        [sys.executable, "-c", _MEASURE, f"{registry.host}/big/blob:v1",
-         f"{target_registry.host}/big/blob:v1"],
-        capture_output=True, text=True, timeout=600, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            _MEASURE,
+            f"{registry.host}/big/blob:v1",
+            f"{target_registry.host}/big/blob:v1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     outcome = json.loads(measured.stdout)
     assert outcome["rc"] == 0, outcome["stderr"]
     report = json.loads(outcome["stdout"])
@@ -96,7 +107,9 @@ def test_one_gib_blob_copies_with_bounded_memory(registry, target_registry, caps
     peak_mb = outcome["max_rss_kb"] / 1024
     with capsys.disabled():
         rate = GIB / outcome["seconds"] / 1e6
-        print(f"\n1 GiB copy: {outcome['seconds']:.1f} s ({rate:.0f} MB/s), peak RSS {peak_mb:.0f} MB")
+        print(
+            f"\n1 GiB copy: {outcome['seconds']:.1f} s ({rate:.0f} MB/s), peak RSS {peak_mb:.0f} MB"
+        )
     assert peak_mb < RSS_LIMIT_MB
 
     with httpx.Client(base_url=target_registry.url) as http:

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import click
 import httpx
-import ocync_oci
 import pluggy
 import pytest
 import trio
-from ocync_oci import HeadExistenceChecker
 from pydantic import BaseModel
 from tinyplugin import build_and_install_tiny, run_python, tiny_env
 
 import ocync_core
+import ocync_oci
 from ocync_core.digest import Digest
 from ocync_core.errors import BadInput, RegistryError, RegistryErrorDetail
 from ocync_core.hookspecs import HOOK_NAMES, hookimpl
@@ -36,6 +35,7 @@ from ocync_core.policies import (
     UploadStrategy,
 )
 from ocync_core.registry import RegistrySettings
+from ocync_oci import HeadExistenceChecker
 
 GENERIC = RegistrySettings(host="registry.example.com")
 

@@ -21,6 +21,7 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
 from ocync_conformance.certs import SigningCert
 from ocync_conformance.fixtures import TEST_PASSWORD, TEST_USERNAME, SeededRegistry
 from ocync_conformance.images import (

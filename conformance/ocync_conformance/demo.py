@@ -32,9 +32,10 @@ def _step(text: str) -> None:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ocync-demo-") as scratch:
         work = Path(scratch)
-        with RegistryProcess(workdir=work / "source") as source, RegistryProcess(
-            workdir=work / "target"
-        ) as target:
+        with (
+            RegistryProcess(workdir=work / "source") as source,
+            RegistryProcess(workdir=work / "target") as target,
+        ):
             _step(f"two docker-registry instances: source {source.url}, target {target.url}")
             image = build_image_layout(
                 work / "layout", tag="v1", layer_sizes=(2 * 1024 * 1024, 256 * 1024)
@@ -55,8 +56,12 @@ def main() -> int:
                 print(f"  {name} index  {ref}  sha256:{hashlib.sha256(raw).hexdigest()}")
             for child in image.children:
                 digests = {
-                    name: "sha256:" + hashlib.sha256(_inspect_raw(f"{ref}@{child.digest}")).hexdigest()
-                    for name, ref in (("source", src.rsplit(":", 1)[0]), ("target", dst.rsplit(":", 1)[0]))
+                    name: "sha256:"
+                    + hashlib.sha256(_inspect_raw(f"{ref}@{child.digest}")).hexdigest()
+                    for name, ref in (
+                        ("source", src.rsplit(":", 1)[0]),
+                        ("target", dst.rsplit(":", 1)[0]),
+                    )
                 }
                 same = "identical" if digests["source"] == digests["target"] else "DIFFERENT"
                 print(f"  {child.platform:<12} {digests['target']}  {same}")

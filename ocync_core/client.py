@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import httpx
 import trio
 
-from ocync_core import mediatypes
+from ocync_core import __version__, mediatypes
 from ocync_core.auth.scopes import repository_scope
 from ocync_core.digest import Digest
 from ocync_core.errors import (
@@ -41,6 +41,7 @@ __all__ = ["BlobReader", "ManifestHead", "MountResult", "RegistryClient"]
 log = logging.getLogger(__name__)
 
 _OCTET = {"Content-Type": "application/octet-stream"}
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MANIFEST_ACCEPT = {"Accept": ", ".join(mediatypes.MANIFEST_ACCEPT)}
 # Statuses that mean "the HTTPS attempt reached nothing that speaks TLS": fall back to HTTP.
 _FALLBACK_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, ssl.SSLError)
@@ -78,7 +79,7 @@ class BlobReader:
     async def chunks(self) -> AsyncIterator[bytes]:
         verifier = self.digest.verifier()
         held: bytes | None = None
-        async for chunk in self._response.aiter_raw():
+        async for chunk in _body(self._response):
             if not chunk:
                 continue
             verifier.update(chunk)
@@ -112,6 +113,9 @@ class RegistryClient:
             ),
             follow_redirects=False,
             trust_env=True,
+            # Blobs and manifests are content-addressed: the bytes must arrive exactly as stored,
+            # so no compressing proxy or CDN may re-encode them on the way.
+            headers={"User-Agent": f"ocync/{__version__}", "Accept-Encoding": "identity"},
         )
         self.auth: AuthProvider = plugins.auth_provider(self.registry, self.http)
         self.mount_policy: MountPolicy = plugins.mount_policy(self.registry)
@@ -248,7 +252,7 @@ class RegistryClient:
             if response.status_code != 200:
                 raise await self._fail(response, f"GET {what}")
             body = bytearray()
-            async for chunk in response.aiter_raw():
+            async for chunk in _body(response):
                 body.extend(chunk)
                 if len(body) > MAX_MANIFEST_SIZE:
                     raise ManifestError(f"{what} is larger than {MAX_MANIFEST_SIZE} bytes")
@@ -296,6 +300,12 @@ class RegistryClient:
         response = await self._send("HEAD", url, _pull(repository))
         if response.status_code == 404:
             return None
+        if response.status_code in _REDIRECTS and response.headers.get("Location"):
+            # Registries on object storage redirect blob HEADs too: present, size over there.
+            # The redirect target is another host, so it gets no credentials of ours.
+            response = await self.http.head(response.url.join(response.headers["Location"]))
+            if response.status_code >= 400:
+                return 0  # the registry vouched for it; the storage may refuse HEAD
         if response.status_code != 200:
             raise await self._fail(response, f"HEAD blob {repository}@{digest}")
         return int(response.headers.get("Content-Length", "0") or 0)
@@ -315,7 +325,7 @@ class RegistryClient:
         url: str | httpx.URL = await self._url(repository, f"blobs/{digest}")
         response = await self._send("GET", url, _pull(repository), stream=True)
         for _ in range(5):
-            if response.status_code not in (301, 302, 303, 307, 308):
+            if response.status_code not in _REDIRECTS:
                 break
             location = response.headers.get("Location", "")
             await response.aclose()
@@ -325,7 +335,7 @@ class RegistryClient:
         try:
             if response.status_code != 200:
                 raise await self._fail(response, f"GET blob {repository}@{digest}")
-            if size is None and "Content-Length" in response.headers:
+            if size is None and "Content-Length" in response.headers and not _encoded(response):
                 size = int(response.headers["Content-Length"])
             yield BlobReader(response, digest, size)
         finally:
@@ -474,6 +484,15 @@ class RegistryClient:
         if index.digest == digest or not index.is_index:
             return []
         return list(index.manifests)
+
+
+def _encoded(response: httpx.Response) -> bool:
+    return response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+
+
+def _body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The response's bytes as stored: raw, unless a server encoded them despite our Accept."""
+    return response.aiter_bytes() if _encoded(response) else response.aiter_raw()
 
 
 def _tls_context(registry: RegistrySettings) -> ssl.SSLContext | bool:

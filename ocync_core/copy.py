@@ -16,7 +16,7 @@ from ocync_core.manifest import ImageIndex, Manifest
 from ocync_core.reference import Reference
 from ocync_core.transfer import BlobMover, BlobStats
 
-__all__ = ["CopyResult", "copy_image", "target_identifier"]
+__all__ = ["CopyResult", "ManifestTree", "copy_image", "target_identifier"]
 
 
 @dataclass
@@ -105,12 +105,14 @@ async def copy_image(
     result.media_type = manifest.media_type
     if isinstance(manifest, ImageIndex):
         result.platforms = [str(d.platform) for d in manifest.manifests if d.platform]
-    job = _ManifestCopy(
-        source, source_ref.repository, target, target_ref.repository, mover or BlobMover(), result
+    tree = ManifestTree(
+        source, source_ref.repository, target, target_ref.repository, mover or BlobMover()
     )
     # Children of an index are HEADed at the target only when the tag existed there before:
     # then they may be present already; on a fresh target the HEADs would only cost requests.
-    await job.copy(manifest, destination, check_children=dst_head is not None)
+    await tree.copy(manifest, destination, check_children=dst_head is not None)
+    result.blobs = tree.blobs
+    result.manifests_pushed = tree.manifests_pushed
     result.duration = time.monotonic() - started
     return result
 
@@ -128,13 +130,16 @@ def _missing(reference: Reference) -> Exception:
 
 
 @dataclass
-class _ManifestCopy:
+class ManifestTree:
+    """Copies a manifest and everything it names, children and blobs before the manifest."""
+
     source: RegistryClient
     source_repo: str
     target: RegistryClient
     target_repo: str
     mover: BlobMover
-    result: CopyResult
+    blobs: BlobStats = field(default_factory=BlobStats)
+    manifests_pushed: int = 0
 
     async def copy(self, manifest: Manifest, destination: str, *, check_children: bool) -> None:
         """Copy what `manifest` names, then push it under `destination`."""
@@ -143,18 +148,16 @@ class _ManifestCopy:
                 for child in manifest.manifests:
                     nursery.start_soon(self._copy_child, str(child.digest), check_children)
         else:
-            stats = BlobStats()
             await self.mover.ensure(
                 self.source,
                 self.source_repo,
                 self.target,
                 self.target_repo,
                 manifest.blobs,
-                stats,
+                self.blobs,
             )
-            self.result.blobs.add(stats)
         await self.target.put_manifest(self.target_repo, destination, manifest)
-        self.result.manifests_pushed += 1
+        self.manifests_pushed += 1
 
     async def _copy_child(self, digest: str, check_target: bool) -> None:
         if check_target and await self.target.head_manifest(self.target_repo, digest) is not None:

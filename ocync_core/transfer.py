@@ -1,7 +1,17 @@
-"""Moving blobs from a source repository to a target repository.
+"""Making blobs present in target repositories, each at the lowest price.
 
-A `BlobMover` is shared by everything one command copies, so each (target repository, digest)
-is moved at most once however many manifests name it; concurrent askers wait for the first.
+One `BlobMover` serves a whole run. For every (target registry, repository, digest) it does the
+cheapest thing that is correct, in this order:
+
+1. nothing, when this run or the transfer cache already knows the repository holds it;
+2. a mount from a sibling repository of the same target registry that holds it (or is
+   uploading it right now: wait for that upload, then mount) — no existence check needed;
+3. nothing, when the registry's existence check says it is there;
+4. a mount from the source repository, when source and target are the same registry;
+5. an upload, streamed from the source or, with several target registries, from a staged copy.
+
+So each unique blob is fetched from the source once per target registry at most (once per run
+when staged), and uploaded once per target registry; every other repository mounts it.
 """
 
 from __future__ import annotations
@@ -9,12 +19,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from ocync_core.client import RegistryClient
 from ocync_core.digest import Digest
+from ocync_core.errors import OcyncError
 from ocync_core.manifest import Descriptor
+
+if TYPE_CHECKING:
+    from ocync_core.cache import TransferCache
+    from ocync_core.staging import BlobStaging
 
 __all__ = ["BlobMover", "BlobStats"]
 
@@ -46,11 +62,30 @@ class _Flight:
 
 
 class BlobMover:
-    """Makes blobs present in target repositories: skip, mount, or stream from the source."""
+    """Run-wide coordinator of blob transfers (see the module docstring for the order)."""
 
-    def __init__(self, limit: int = 8) -> None:
+    def __init__(
+        self,
+        limit: int = 8,
+        *,
+        cache: TransferCache | None = None,
+        staging: BlobStaging | None = None,
+    ) -> None:
         self._limiter = trio.CapacityLimiter(limit)
+        self._cache = cache
+        self._staging = staging
         self._flights: dict[tuple[str, str, Digest], _Flight] = {}
+        # (target host, digest) -> repositories known to hold it, and uploads under way.
+        self._holders: dict[tuple[str, Digest], list[str]] = {}
+        self._uploading: dict[tuple[str, Digest], _Flight] = {}
+
+    def forget_repository(self, target: RegistryClient, repository: str) -> None:
+        """Distrust what was cached for a repository (the registry disagreed with it)."""
+        for (host, digest), repos in self._holders.items():
+            if host == target.registry.host and repository in repos:
+                repos.remove(repository)
+                if self._cache is not None:
+                    self._cache.forget_blob(host, repository, digest)
 
     async def ensure(
         self,
@@ -62,10 +97,24 @@ class BlobMover:
         stats: BlobStats,
     ) -> None:
         """Make every blob present in `target_repo`; raises the first failure."""
+        host = target.registry.host
         unique = list({blob.digest: blob for blob in blobs}.values())
-        present = await target.blobs_exist(target_repo, [b.digest for b in unique])
-        missing = [b for b in unique if not present.get(b.digest)]
-        stats.skipped += len(unique) - len(missing)
+        todo: list[Descriptor] = []
+        for blob in unique:
+            if self._holds(host, target_repo, blob.digest):
+                stats.skipped += 1
+            else:
+                todo.append(blob)
+        # Blobs a sibling repository holds (or is receiving) are mounted without a check.
+        unknown = [b for b in todo if not self._sibling_source(host, target_repo, b.digest)]
+        present = await target.blobs_exist(target_repo, [b.digest for b in unknown])
+        missing: list[Descriptor] = []
+        for blob in todo:
+            if present.get(blob.digest):
+                self._record(host, target_repo, blob.digest)
+                stats.skipped += 1
+            else:
+                missing.append(blob)
         # Largest first: the long transfers start early and the small ones fill the gaps.
         missing.sort(key=lambda b: b.size, reverse=True)
         async with trio.open_nursery() as nursery:
@@ -73,6 +122,22 @@ class BlobMover:
                 nursery.start_soon(
                     self._ensure_one, source, source_repo, target, target_repo, blob, stats
                 )
+
+    def _holds(self, host: str, repository: str, digest: Digest) -> bool:
+        if repository in self._holders.get((host, digest), ()):
+            return True
+        return self._cache is not None and self._cache.has_blob(host, repository, digest)
+
+    def _sibling_source(self, host: str, repository: str, digest: Digest) -> bool:
+        holders = [r for r in self._holders.get((host, digest), ()) if r != repository]
+        return bool(holders) or (host, digest) in self._uploading
+
+    def _record(self, host: str, repository: str, digest: Digest) -> None:
+        repos = self._holders.setdefault((host, digest), [])
+        if repository not in repos:
+            repos.append(repository)
+        if self._cache is not None:
+            self._cache.add_blob(host, repository, digest)
 
     async def _ensure_one(
         self,
@@ -93,12 +158,10 @@ class BlobMover:
             return
         flight = self._flights[key] = _Flight()
         try:
-            async with self._limiter:
-                await self._move(source, source_repo, target, target_repo, blob, stats)
+            await self._move(source, source_repo, target, target_repo, blob, stats)
         except BaseException as exc:
             flight.error = exc
-            # A failed move may be retried by a later image.
-            del self._flights[key]
+            del self._flights[key]  # a later image may try again
             raise
         finally:
             flight.done.set()
@@ -112,14 +175,80 @@ class BlobMover:
         blob: Descriptor,
         stats: BlobStats,
     ) -> None:
+        host = target.registry.host
+        session = await self._mount_from_sibling(target, target_repo, blob.digest, stats)
+        if session is True:
+            return
+        upload_key = (host, blob.digest)
+        upload = self._uploading.get(upload_key)
+        if upload is None:
+            upload = self._uploading[upload_key] = _Flight()
+        else:
+            # Another repository is receiving this blob: mount from it once it has it.
+            await upload.done.wait()
+            session = await self._mount_from_sibling(target, target_repo, blob.digest, stats)
+            if session is True:
+                return
+            upload = self._uploading.setdefault(upload_key, _Flight())
+        try:
+            async with self._limiter:
+                await self._upload(source, source_repo, target, target_repo, blob, stats, session)
+            self._record(host, target_repo, blob.digest)
+        finally:
+            if self._uploading.get(upload_key) is upload:
+                del self._uploading[upload_key]
+            upload.done.set()
+
+    async def _mount_from_sibling(
+        self, target: RegistryClient, target_repo: str, digest: Digest, stats: BlobStats
+    ) -> bool | str | None:
+        """Mount from a repository known to hold the blob: True if mounted, else a session."""
+        host = target.registry.host
+        candidates = [r for r in self._holders.get((host, digest), ()) if r != target_repo]
+        if self._cache is not None:
+            known = self._cache.repositories_with_blob(host, digest)
+            candidates += [r for r in known if r not in candidates]
         session: str | None = None
-        if source.registry.host == target.registry.host and source_repo != target_repo:
+        for from_repo in candidates[:2]:
+            try:
+                result = await target.mount_blob(target_repo, digest, from_repo)
+            except OcyncError as exc:  # a failed mount is never a failed image
+                log.debug("mount of %s from %s failed: %s", digest, from_repo, exc)
+                continue
+            if result.mounted:
+                stats.mounted += 1
+                self._record(host, target_repo, digest)
+                return True
+            session = result.session or session
+        return session
+
+    async def _upload(
+        self,
+        source: RegistryClient,
+        source_repo: str,
+        target: RegistryClient,
+        target_repo: str,
+        blob: Descriptor,
+        stats: BlobStats,
+        session: bool | str | None,
+    ) -> None:
+        session = session if isinstance(session, str) else None
+        same_registry = source.registry.host == target.registry.host
+        if same_registry and source_repo != target_repo and session is None:
             result = await target.mount_blob(target_repo, blob.digest, source_repo)
             if result.mounted:
                 stats.mounted += 1
-                log.debug("mounted %s into %s from %s", blob.digest, target_repo, source_repo)
                 return
             session = result.session
+        if self._staging is not None and not same_registry:
+            staged = await self._staging.fetch(source, source_repo, blob)
+            if staged is not None:
+                await target.upload_blob(
+                    target_repo, blob.digest, blob.size, staged.chunks(), session=session
+                )
+                stats.transferred += 1
+                stats.bytes += blob.size
+                return
         async with source.open_blob(source_repo, blob.digest, blob.size) as reader:
             await target.upload_blob(
                 target_repo, blob.digest, blob.size, reader.chunks(), session=session

@@ -1,0 +1,96 @@
+"""Content-addressed staging of blobs on disk, for runs that push to several target registries.
+
+With one target registry a blob streams source → target and never touches disk. With several,
+fetching it from the source once per target would multiply the source's egress and its rate
+limits, so the first fetch writes it here (verified, written under a temporary name and renamed
+into place) and every target uploads from the file. A disk that is full or read-only turns
+staging off for the rest of the run, with a warning: the run goes on streaming.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import trio
+
+from ocync_core.client import RegistryClient
+from ocync_core.digest import Digest
+from ocync_core.manifest import Descriptor
+
+__all__ = ["BlobStaging", "StagedBlob"]
+
+log = logging.getLogger(__name__)
+
+_READ_CHUNK = 1024 * 1024
+
+
+class StagedBlob:
+    """A verified blob on disk."""
+
+    def __init__(self, path: Path, digest: Digest, size: int) -> None:
+        self.path = path
+        self.digest = digest
+        self.size = size
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async with await trio.open_file(self.path, "rb") as handle:
+            while chunk := await handle.read(_READ_CHUNK):
+                yield chunk
+
+
+class BlobStaging:
+    """A directory of blobs named by digest, each fetched at most once per run."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.enabled = True
+        self._locks: dict[Digest, trio.Lock] = {}
+
+    def _path(self, digest: Digest) -> Path:
+        return self.directory / digest.algorithm / digest.hex
+
+    async def fetch(
+        self, source: RegistryClient, repository: str, blob: Descriptor
+    ) -> StagedBlob | None:
+        """The staged blob, fetching it first if needed; None when staging is off."""
+        if not self.enabled:
+            return None
+        lock = self._locks.setdefault(blob.digest, trio.Lock())
+        async with lock:
+            path = self._path(blob.digest)
+            if path.exists() and path.stat().st_size == blob.size:
+                return StagedBlob(path, blob.digest, blob.size)
+            try:
+                await self._download(source, repository, blob, path)
+            except OSError as exc:
+                self.enabled = False
+                log.warning(
+                    "staging disabled for the rest of the run: cannot write %s (%s); "
+                    "blobs now stream from the source once per target",
+                    self.directory,
+                    exc.strerror or exc,
+                )
+                return None
+            return StagedBlob(path, blob.digest, blob.size)
+
+    async def _download(
+        self, source: RegistryClient, repository: str, blob: Descriptor, path: Path
+    ) -> None:
+        await trio.to_thread.run_sync(lambda: path.parent.mkdir(parents=True, exist_ok=True))
+        handle_fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{blob.digest.hex}.")
+        os.close(handle_fd)
+        try:
+            async with (
+                await trio.open_file(partial, "wb") as handle,
+                source.open_blob(repository, blob.digest, blob.size) as reader,
+            ):
+                async for chunk in reader.chunks():
+                    await handle.write(chunk)
+            await trio.to_thread.run_sync(os.replace, partial, path)
+        except BaseException:
+            await trio.to_thread.run_sync(lambda: Path(partial).unlink(missing_ok=True))
+            raise

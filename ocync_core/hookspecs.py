@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         ExistenceChecker,
         MountPolicy,
         PushOutcome,
+        ThrottlePolicy,
         UploadStrategy,
     )
     from ocync_core.registry import RegistrySettings
@@ -103,6 +104,17 @@ def ocync_mount_policy(registry: RegistrySettings, kind: str) -> MountPolicy | N
 @hookspec(firstresult=True)
 def ocync_upload_strategy(registry: RegistrySettings, kind: str) -> UploadStrategy | None:
     """Return how blobs are uploaded to this registry (POST+PUT, one PATCH, chunks).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def ocync_throttle_policy(registry: RegistrySettings, kind: str) -> ThrottlePolicy | None:
+    """Return which requests share a concurrency window, and each window's limits.
+
+    A registry with per-action quotas (ECR) gives every action its own window with a token
+    bucket at the documented rate; a registry with one aggregate quota (GHCR) one window.
 
     Stops at first non-None result.
     """

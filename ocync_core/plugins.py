@@ -52,6 +52,7 @@ from ocync_core.policies import (
     ExistenceChecker,
     MountPolicy,
     PushOutcome,
+    ThrottlePolicy,
     UploadStrategy,
 )
 
@@ -299,6 +300,9 @@ class Plugins:
 
     def upload_strategy(self, registry: RegistrySettings) -> UploadStrategy:
         return self._first("ocync_upload_strategy", UploadStrategy, registry)
+
+    def throttle_policy(self, registry: RegistrySettings) -> ThrottlePolicy:
+        return self._first("ocync_throttle_policy", ThrottlePolicy, registry)
 
     def manifest_push_outcome(
         self, registry: RegistrySettings, error: RegistryError, wanted_digest: str | Digest

@@ -7,7 +7,7 @@ object a hook returns. Plain policies (mount, upload, push outcome) are frozen d
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -17,14 +17,17 @@ if TYPE_CHECKING:
     from ocync_core.digest import Digest
 
 __all__ = [
+    "Action",
     "AuthProvider",
     "ExistenceChecker",
     "MountMode",
     "MountPolicy",
     "PushOutcome",
     "Scopes",
+    "ThrottlePolicy",
     "UploadMode",
     "UploadStrategy",
+    "WindowSpec",
 ]
 
 # A set of token scopes such as {"repository:team/app:pull,push", "repository:base:pull"}.
@@ -78,6 +81,55 @@ class UploadMode(enum.Enum):
 class UploadStrategy:
     mode: UploadMode = UploadMode.POST_PUT
     max_chunk: int | None = None
+
+
+class Action(enum.Enum):
+    """What a request does; a throttle policy maps actions to shared windows."""
+
+    PING = "ping"
+    MANIFEST_HEAD = "manifest_head"
+    MANIFEST_GET = "manifest_get"
+    MANIFEST_PUT = "manifest_put"
+    BLOB_HEAD = "blob_head"
+    BLOB_GET = "blob_get"
+    BLOB_CHECK = "blob_check"  # a batched existence check through a registry API (ECR)
+    UPLOAD_START = "upload_start"
+    UPLOAD_CHUNK = "upload_chunk"
+    UPLOAD_FINISH = "upload_finish"
+    MOUNT = "mount"
+    TAG_LIST = "tag_list"
+    REFERRERS = "referrers"
+    TOKEN = "token"
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """One AIMD concurrency window and, optionally, a token bucket in front of it.
+
+    `cap` None means the registry's `max_concurrent`. `rate` is a documented requests-per-second
+    ceiling (a token bucket of `burst` tokens); a paced request waits before taking a slot.
+    """
+
+    initial: float = 4.0
+    cap: int | None = None
+    rate: float | None = None
+    burst: int = 1
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """How a registry's capacity is shared out: which actions share a window, and its limits."""
+
+    windows: Mapping[str, WindowSpec]
+    window_of: Mapping[Action, str]
+    default_window: str = "other"
+    # Response headers that announce the remaining request budget (read when present).
+    budget_headers: tuple[str, ...] = ("ratelimit-remaining", "x-ratelimit-remaining")
+    # Below this remaining budget, new discovery slows down before the registry refuses.
+    low_budget: int = 10
+
+    def window_for(self, action: Action) -> str:
+        return self.window_of.get(action, self.default_window)
 
 
 @dataclass(frozen=True)

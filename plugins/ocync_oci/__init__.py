@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING
 
 from ocync_core import __version__
 from ocync_core.hookspecs import hookimpl
-from ocync_core.policies import MountMode, MountPolicy, PushOutcome, UploadMode, UploadStrategy
+from ocync_core.policies import (
+    Action,
+    MountMode,
+    MountPolicy,
+    PushOutcome,
+    ThrottlePolicy,
+    UploadMode,
+    UploadStrategy,
+    WindowSpec,
+)
 from ocync_oci.existence import BlobHeadClient, HeadExistenceChecker
 
 if TYPE_CHECKING:
@@ -29,6 +38,7 @@ __all__ = [
     "MOUNT_POLICY",
     "OCYNC_HOSTS",
     "OCYNC_KINDS",
+    "THROTTLE_POLICY",
     "UPLOAD_STRATEGY",
     "BlobHeadClient",
     "HeadExistenceChecker",
@@ -44,6 +54,31 @@ MOUNT_POLICY = MountPolicy(
     mode=MountMode.WITH_FROM, not_mounted_statuses=frozenset({401, 403, 404})
 )
 UPLOAD_STRATEGY = UploadStrategy(mode=UploadMode.POST_PUT)
+
+# Coarse groups: a registry that refuses one kind of request usually still serves the others
+# (reads vs writes, manifests vs blobs), so a 429 shrinks only its own group.
+THROTTLE_POLICY = ThrottlePolicy(
+    windows={
+        "manifest_read": WindowSpec(initial=8),
+        "manifest_write": WindowSpec(initial=4),
+        "blob_read": WindowSpec(initial=8),
+        "upload": WindowSpec(initial=4),
+        "other": WindowSpec(initial=4),
+    },
+    window_of={
+        Action.MANIFEST_HEAD: "manifest_read",
+        Action.MANIFEST_GET: "manifest_read",
+        Action.MANIFEST_PUT: "manifest_write",
+        Action.BLOB_HEAD: "blob_read",
+        Action.BLOB_GET: "blob_read",
+        Action.BLOB_CHECK: "blob_read",
+        Action.UPLOAD_START: "upload",
+        Action.UPLOAD_CHUNK: "upload",
+        Action.UPLOAD_FINISH: "upload",
+        Action.MOUNT: "upload",
+    },
+    default_window="other",
+)
 
 
 @hookimpl(trylast=True)
@@ -76,6 +111,11 @@ def ocync_mount_policy(registry: RegistrySettings, kind: str) -> MountPolicy:
 @hookimpl(trylast=True)
 def ocync_upload_strategy(registry: RegistrySettings, kind: str) -> UploadStrategy:
     return UPLOAD_STRATEGY
+
+
+@hookimpl(trylast=True)
+def ocync_throttle_policy(registry: RegistrySettings, kind: str) -> ThrottlePolicy:
+    return THROTTLE_POLICY
 
 
 @hookimpl(trylast=True)

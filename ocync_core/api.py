@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ocync_core.client import RegistryClient
 from ocync_core.copy import CopyResult, copy_image
@@ -13,7 +15,11 @@ from ocync_core.plugins import Plugins
 from ocync_core.reference import Reference
 from ocync_core.registry import RegistrySettings
 
-__all__ = ["copy", "open_clients"]
+if TYPE_CHECKING:
+    from ocync_core.config import Config
+    from ocync_core.report import ImageResult, SyncReport
+
+__all__ = ["copy", "open_clients", "sync"]
 
 
 @asynccontextmanager
@@ -61,3 +67,21 @@ async def copy(
     with single_errors():
         async with open_clients(src_settings, dst_settings, plugins=plugins) as clients:
             return await copy_image(clients[0], src, clients[1], dst)
+
+
+async def sync(
+    config: Config | str | Path,
+    *,
+    plugins: Plugins | None = None,
+    dry_run: bool = False,
+    on_result: Callable[[ImageResult], None] | None = None,
+) -> SyncReport:
+    """Sync every mapping of a config (an object, or the path of a YAML file)."""
+    from ocync_core.config import load_config
+    from ocync_core.engine import SyncOptions, run_sync
+
+    plugins = plugins or Plugins.load()
+    if isinstance(config, str | Path):
+        config = load_config(config, plugins)
+    options = SyncOptions(dry_run=dry_run, on_result=on_result)
+    return await run_sync(config, plugins=plugins, options=options)

@@ -211,6 +211,127 @@ def _size(count: int) -> str:
     return f"{value:.1f} GiB"
 
 
+@cli.command("sync")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The mirror configuration (YAML).",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be synced; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
+def sync_command(config_path: str, dry_run: bool, as_json: bool) -> None:
+    """Sync every mapping of a config: the target ends with the source's digests.
+
+    Prints one line per image synced or failed (none per image already in sync), then a
+    summary. Exit codes: 0 all good, 1 some images failed, 2 all failed, 3 bad config,
+    4 authentication refused.
+    """
+    from ocync_core.config import load_config
+
+    plugins = Plugins.load()
+    try:
+        config = load_config(config_path, plugins)
+    except OcyncError as exc:
+        _fail(str(exc), exc.exit_code)
+        return
+
+    def show(result: Any) -> None:
+        if not as_json and result.status != "skipped":
+            click.echo(result.line())
+
+    report = _run(_sync, config, plugins, dry_run, show)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        for error in report.errors:
+            click.echo(f"error: {error}", err=True)
+        click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
+async def _sync(config: Any, plugins: Plugins, dry_run: bool, show: Callable[[Any], None]) -> Any:
+    return await api.sync(config, plugins=plugins, dry_run=dry_run, on_result=show)
+
+
+@cli.command("validate")
+@click.argument("config_path", type=click.Path(dir_okay=False))
+def validate_command(config_path: str) -> None:
+    """Check a config offline: syntax, keys, types, aliases, filters."""
+    from ocync_core.config import load_config
+
+    try:
+        config = load_config(config_path, Plugins.load())
+    except OcyncError as exc:
+        _fail(str(exc), exc.exit_code)
+        return
+    targets = {t.alias for m in config.mappings for t in m.targets}
+    click.echo(
+        f"{config_path}: valid ({len(config.registries)} registries, "
+        f"{len(config.mappings)} mappings, {len(targets)} targets)"
+    )
+
+
+@cli.command("schema")
+def schema_command() -> None:
+    """Print the config's JSON Schema (with the keys plugins add to registries)."""
+    from ocync_core.config import config_json_schema
+
+    click.echo(json.dumps(config_json_schema(Plugins.load()), indent=2))
+
+
+@cli.command("expand")
+@click.argument("config_path", type=click.Path(dir_okay=False))
+@click.option("--show-secrets", is_flag=True, help="Print secrets instead of ***.")
+def expand_command(config_path: str, show_secrets: bool) -> None:
+    """Print the config with ${VARIABLES} resolved (secrets redacted unless asked)."""
+    import yaml
+
+    from ocync_core.config import load_config
+
+    try:
+        config = load_config(config_path, Plugins.load())
+    except OcyncError as exc:
+        _fail(str(exc), exc.exit_code)
+        return
+    click.echo(yaml.safe_dump(config.expand(redact=not show_secrets), sort_keys=False))
+
+
+@cli.command("tags")
+@click.argument("repository")
+@click.option("--glob", "globs", multiple=True, help="Keep tags matching this glob (repeatable).")
+@click.option("--semver", help="Keep tags in this version range, e.g. '>=1.2 <2'.")
+@click.option("--exclude", multiple=True, help="Drop tags matching this glob (repeatable).")
+@click.option("--sort", type=click.Choice(["semver", "alpha"]), help="Order of the result.")
+@click.option("--latest", type=int, help="Keep the last N after sorting.")
+@_side_options("src", "source")
+def tags_command(repository: str, globs: tuple[str, ...], semver: str | None,
+                 exclude: tuple[str, ...], sort: str | None, latest: int | None,
+                 **options: Any) -> None:  # fmt: skip
+    """Preview a tag filter against a repository's tags (REPOSITORY as host/path)."""
+    from ocync_core.filters import TagRules, select_tags
+    from ocync_core.reference import Reference
+
+    try:
+        ref = Reference.parse(repository)
+        rules = TagRules(glob=globs, semver=semver, exclude=exclude, sort=sort, latest=latest)
+        select_tags([], rules)  # validates the rules before any request
+        settings = _settings(ref.domain, options, "src", None)
+    except BadInput as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+        return
+    tags = _run(_list_tags, settings, ref.repository)
+    for tag in select_tags(tags, rules):
+        click.echo(tag)
+
+
+async def _list_tags(settings: RegistrySettings, repository: str) -> list[str]:
+    async with api.open_clients(settings) as (client,):
+        return await client.list_tags(repository)
+
+
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable list.")
 def plugins_command(as_json: bool) -> None:

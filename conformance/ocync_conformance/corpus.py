@@ -101,7 +101,7 @@ def build_corpus(
     seed: int = 0,
     prefix: str = "corpus",
 ) -> Corpus:
-    """Build (in memory) `repositories` × `tags` multi-arch images; deterministic per seed."""
+    """Build (in memory) `repositories` x `tags` multi-arch images; deterministic per seed."""
     images: list[CorpusImage] = []
     for r in range(repositories):
         family = r % families
@@ -115,31 +115,50 @@ def build_corpus(
                 os_name, arch = platform.split("/")[:2]
                 base, base_diff = _layer(f"{seed}:family{family}:{platform}", base_size)
                 app, app_diff = _layer(f"{seed}:{repository}:{tag}:{platform}", app_size)
-                config = _json({
-                    "architecture": arch, "os": os_name,
-                    "config": {"Labels": {"org.ocync.corpus": f"{repository}:{tag}"}},
-                    "rootfs": {"type": "layers", "diff_ids": [base_diff, app_diff]},
-                })  # fmt: skip
+                config = _json(
+                    {
+                        "architecture": arch,
+                        "os": os_name,
+                        "config": {"Labels": {"org.ocync.corpus": f"{repository}:{tag}"}},
+                        "rootfs": {"type": "layers", "diff_ids": [base_diff, app_diff]},
+                    }
+                )
                 for blob in (base, app, config):
                     blobs[_digest(blob)] = blob
-                manifest = _json({
-                    "schemaVersion": 2, "mediaType": _OCI_MANIFEST,
-                    "config": {"mediaType": _OCI_CONFIG, "digest": _digest(config),
-                               "size": len(config)},
-                    "layers": [
-                        {"mediaType": _OCI_LAYER, "digest": _digest(b), "size": len(b)}
-                        for b in (base, app)
-                    ],
-                })  # fmt: skip
+                manifest = _json(
+                    {
+                        "schemaVersion": 2,
+                        "mediaType": _OCI_MANIFEST,
+                        "config": {
+                            "mediaType": _OCI_CONFIG,
+                            "digest": _digest(config),
+                            "size": len(config),
+                        },
+                        "layers": [
+                            {"mediaType": _OCI_LAYER, "digest": _digest(b), "size": len(b)}
+                            for b in (base, app)
+                        ],
+                    }
+                )
                 manifests.append((_digest(manifest), manifest, _OCI_MANIFEST))
-                children.append({
-                    "mediaType": _OCI_MANIFEST, "digest": _digest(manifest),
-                    "size": len(manifest), "platform": {"architecture": arch, "os": os_name},
-                })  # fmt: skip
+                children.append(
+                    {
+                        "mediaType": _OCI_MANIFEST,
+                        "digest": _digest(manifest),
+                        "size": len(manifest),
+                        "platform": {"architecture": arch, "os": os_name},
+                    }
+                )
             index = _json({"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": children})
             manifests.append((tag, index, _OCI_INDEX))
             images.append(
-                CorpusImage(repository, tag, _digest(index),
-                            [str(c["digest"]) for c in children], blobs, manifests)
-            )  # fmt: skip
+                CorpusImage(
+                    repository,
+                    tag,
+                    _digest(index),
+                    [str(c["digest"]) for c in children],
+                    blobs,
+                    manifests,
+                )
+            )
     return Corpus(images)

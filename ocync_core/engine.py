@@ -1,0 +1,359 @@
+"""The sync engine: discovery and execution overlap in one trio pipeline.
+
+Discovery lists (or, for literal tags, just names) the tags of every mapping and feeds a
+bounded channel; execution workers take one source tag at a time, HEAD it once at the source
+and once per target, and copy only where the digests differ. One `BlobMover` serves the whole
+run, so a blob is fetched once and uploaded once per target registry; other repositories mount.
+
+Failures are per image. SIGINT/SIGTERM stop discovery at once, let in-flight images finish
+within the drain deadline, then cancel; the transfer cache is saved either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import trio
+
+from ocync_core.api import open_clients
+from ocync_core.cache import TransferCache
+from ocync_core.client import RegistryClient
+from ocync_core.config import Config, ResolvedMapping, ResolvedTarget
+from ocync_core.copy import ManifestTree
+from ocync_core.errors import AuthenticationError, OcyncError, RegistryError, leaf_errors
+from ocync_core.filters import (
+    TagRules,
+    check_min_tags,
+    filtered_index,
+    missing_includes,
+    select_tags,
+)
+from ocync_core.manifest import ImageIndex, Manifest, parse_manifest
+from ocync_core.plugins import Plugins
+from ocync_core.report import FAILED, SKIPPED, SYNCED, WOULD_SYNC, ImageResult, SyncReport
+from ocync_core.staging import BlobStaging
+from ocync_core.transfer import BlobMover
+
+__all__ = ["SyncOptions", "run_sync"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncOptions:
+    dry_run: bool = False
+    handle_signals: bool = True
+    on_result: Callable[[ImageResult], None] | None = None
+
+
+@dataclass
+class _TagJob:
+    mapping: ResolvedMapping
+    tag: str
+
+
+@dataclass
+class _Run:
+    config: Config
+    clients: dict[str, RegistryClient]
+    mover: BlobMover
+    cache: TransferCache
+    options: SyncOptions
+    report: SyncReport = field(default_factory=SyncReport)
+    stopping: bool = False
+
+    def record(self, result: ImageResult) -> None:
+        self.report.images.append(result)
+        if self.options.on_result is not None:
+            self.options.on_result(result)
+
+
+async def run_sync(
+    config: Config,
+    *,
+    plugins: Plugins | None = None,
+    options: SyncOptions | None = None,
+    cache: TransferCache | None = None,
+) -> SyncReport:
+    """Sync every mapping of `config`; returns the report (never raises for one image)."""
+    options = options or SyncOptions()
+    started = time.monotonic()
+    settings = config.settings
+    if cache is None:
+        cache = await trio.to_thread.run_sync(_open_cache, config)
+    aliases = list(config.registries)
+    target_hosts = {t.registry.host for m in config.mappings for t in m.targets}
+    with tempfile.TemporaryDirectory(prefix="ocync-staging-") as scratch:
+        staging = None
+        if len(target_hosts) > 1:
+            staging = BlobStaging(Path(settings.staging_dir or scratch))
+        mover = BlobMover(
+            limit=max(4, settings.max_concurrent_images), cache=cache, staging=staging
+        )
+        registries = [config.registries[a] for a in aliases]
+        async with open_clients(*registries, plugins=plugins) as clients:
+            run = _Run(config, dict(zip(aliases, clients, strict=True)), mover, cache, options)
+            await _pipeline(run, settings.max_concurrent_images, settings.drain_deadline)
+    saved = await trio.to_thread.run_sync(cache.save)
+    if not saved and config.settings.cache:
+        log.warning("the transfer cache was not saved; the next run will check the registries")
+    run.report.duration = time.monotonic() - started
+    return run.report
+
+
+def _open_cache(config: Config) -> TransferCache:
+    path = config.settings.cache
+    if not path:
+        return TransferCache(None)
+    return TransferCache.open(Path(path).expanduser(), ttl=config.settings.cache_ttl)
+
+
+async def _pipeline(run: _Run, workers: int, drain_deadline: float) -> None:
+    send, receive = trio.open_memory_channel[_TagJob](workers)
+    async with trio.open_nursery() as outer:
+        discovery = trio.CancelScope()
+        execution = trio.CancelScope()
+
+        async def stop_gracefully() -> None:
+            run.stopping = True
+            run.report.interrupted = True
+            discovery.cancel()
+            execution.deadline = min(execution.deadline, trio.current_time() + drain_deadline)
+
+        if run.options.handle_signals and threading.current_thread() is threading.main_thread():
+            outer.start_soon(_watch_signals, stop_gracefully)
+
+        async def discover() -> None:
+            with discovery:
+                async with send, trio.open_nursery() as nursery:
+                    limiter = trio.CapacityLimiter(8)
+                    for mapping in run.config.mappings:
+                        nursery.start_soon(_discover_mapping, run, mapping, send.clone(), limiter)
+
+        async def execute() -> None:
+            with execution:
+                async with receive, trio.open_nursery() as nursery:
+                    for _ in range(workers):
+                        nursery.start_soon(_worker, run, receive.clone())
+            if execution.cancelled_caught:
+                run.report.errors.append(
+                    f"drain deadline of {drain_deadline:g}s passed; in-flight images cancelled"
+                )
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(discover)
+            inner.start_soon(execute)
+        outer.cancel_scope.cancel()
+
+
+async def _watch_signals(stop: Callable[[], object]) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.warning(
+                "%s received: no new images; finishing the ones in flight",
+                signal.Signals(signum).name,
+            )
+            await stop()  # type: ignore[misc]
+            break
+
+
+async def _discover_mapping(
+    run: _Run,
+    mapping: ResolvedMapping,
+    send: trio.MemorySendChannel[_TagJob],
+    limiter: trio.CapacityLimiter,
+) -> None:
+    async with send, limiter:
+        source = run.clients[mapping.source_alias]
+        what = f"mapping {mapping.source.host}/{mapping.source_repository}"
+        try:
+            rules = TagRules.from_model(mapping.tags)
+            if rules.literal_only:
+                tags = list(rules.include)  # named tags: no tag list is fetched at all
+            else:
+                listed = await source.list_tags(mapping.source_repository)
+                tags = select_tags(listed, rules)
+                for tag in missing_includes(listed, rules):
+                    name = f"{mapping.source.host}/{mapping.source_repository}:{tag}"
+                    for target in mapping.targets:
+                        run.record(
+                            ImageResult(
+                                name,
+                                _target_name(target, tag),
+                                FAILED,
+                                reason="named in include, not at the source",
+                            )
+                        )
+            check_min_tags(tags, rules, what=what)
+        except OcyncError as exc:
+            run.report.errors.append(f"{what}: {exc}" if what not in str(exc) else str(exc))
+            log.error("%s: %s", what, exc)
+            return
+        for tag in tags:
+            await send.send(_TagJob(mapping, tag))
+
+
+async def _worker(run: _Run, receive: trio.MemoryReceiveChannel[_TagJob]) -> None:
+    async with receive:
+        async for job in receive:
+            if run.stopping:
+                break
+            await _sync_tag(run, job)
+
+
+async def _sync_tag(run: _Run, job: _TagJob) -> None:
+    """One source tag to every target of its mapping."""
+    mapping, tag = job.mapping, job.tag
+    source = run.clients[mapping.source_alias]
+    src_name = f"{mapping.source.host}/{mapping.source_repository}:{tag}"
+    targets = []
+    for target in mapping.targets:
+        if _immutable_and_present(run, mapping, target, tag):
+            run.record(
+                ImageResult(
+                    src_name,
+                    _target_name(target, tag),
+                    SKIPPED,
+                    reason="immutable tag already at the target",
+                )
+            )
+        else:
+            targets.append(target)
+    if not targets:
+        return
+    started = time.monotonic()
+    try:
+        head = await source.head_manifest(mapping.source_repository, tag)
+        if head is None:
+            raise OcyncError(f"tag {tag} is no longer at the source")
+        wanted = str(head.digest)
+        manifest: Manifest | None = None
+        note = ""
+        if mapping.platforms:
+            manifest, note = await _platform_manifest(source, mapping, wanted)
+            wanted = str(manifest.digest)
+    except Exception as exc:  # every target of this tag fails with the reason
+        for target in targets:
+            run.record(_failure(src_name, _target_name(target, tag), exc, started))
+        return
+
+    async def one_target(target: ResolvedTarget) -> None:
+        nonlocal manifest
+        result = ImageResult(
+            src_name, _target_name(target, tag), SYNCED, digest=wanted, reason=note
+        )
+        client = run.clients[target.alias]
+        try:
+            current = await client.head_manifest(target.repository, tag)
+            if current is not None and str(current.digest) == wanted:
+                result.status = SKIPPED
+                run.cache.set_tag(client.registry.host, target.repository, tag, wanted)
+            elif run.options.dry_run:
+                result.status = WOULD_SYNC
+                result.reason = "target differs" if current else "not at the target"
+            else:
+                if manifest is None:
+                    manifest = await source.get_manifest(mapping.source_repository, wanted)
+                await _push(
+                    run,
+                    source,
+                    mapping,
+                    client,
+                    target,
+                    manifest,
+                    tag,
+                    result,
+                    check_children=current is not None,
+                )
+                run.cache.set_tag(client.registry.host, target.repository, tag, wanted)
+        except Exception as exc:  # one bad image never stops the others
+            result = _failure(src_name, result.target, exc, started)
+        result.duration = time.monotonic() - started
+        run.record(result)
+
+    async with trio.open_nursery() as nursery:
+        for target in targets:
+            nursery.start_soon(one_target, target)
+
+
+async def _push(
+    run: _Run,
+    source: RegistryClient,
+    mapping: ResolvedMapping,
+    client: RegistryClient,
+    target: ResolvedTarget,
+    manifest: Manifest,
+    tag: str,
+    result: ImageResult,
+    *,
+    check_children: bool,
+) -> None:
+    tree = ManifestTree(source, mapping.source_repository, client, target.repository, run.mover)
+    try:
+        await tree.copy(manifest, tag, check_children=check_children)
+    except BaseExceptionGroup as group:
+        blob_unknown = [
+            e
+            for e in leaf_errors(group)
+            if isinstance(e, RegistryError) and e.code == "MANIFEST_BLOB_UNKNOWN"
+        ]
+        if not blob_unknown:
+            raise
+        # The transfer cache believed in blobs the registry no longer has: check, then retry.
+        run.mover.forget_repository(client, target.repository)
+        tree = ManifestTree(source, mapping.source_repository, client, target.repository, run.mover)
+        await tree.copy(manifest, tag, check_children=True)
+    result.blobs = tree.blobs
+
+
+async def _platform_manifest(
+    source: RegistryClient, mapping: ResolvedMapping, digest: str
+) -> tuple[Manifest, str]:
+    manifest = await source.get_manifest(mapping.source_repository, digest)
+    if not isinstance(manifest, ImageIndex):
+        return manifest, ""
+    raw = filtered_index(manifest, list(mapping.platforms))
+    if raw is None:
+        return manifest, ""
+    filtered = parse_manifest(raw, manifest.media_type, what="platform-filtered index")
+    kept = ", ".join(str(p) for p in mapping.platforms)
+    return filtered, f"platforms {kept}: new index digest, source {digest[:19]}"
+
+
+def _immutable_and_present(
+    run: _Run, mapping: ResolvedMapping, target: ResolvedTarget, tag: str
+) -> bool:
+    pattern = mapping.tags.immutable_tags
+    if not pattern or not fnmatchcase(tag, pattern):
+        return False
+    return run.cache.tag_digest(target.registry.host, target.repository, tag) is not None
+
+
+def _target_name(target: ResolvedTarget, tag: str) -> str:
+    return f"{target.registry.host}/{target.repository}:{tag}"
+
+
+def _failure(source: str, target: str, error: BaseException, started: float) -> ImageResult:
+    leaves = leaf_errors(error)
+    ours = [e for e in leaves if isinstance(e, OcyncError)]
+    chosen = ours[0] if ours else leaves[0]
+    reason = str(chosen) or type(chosen).__name__
+    if not isinstance(chosen, OcyncError):
+        reason = f"{type(chosen).__name__}: {reason}"
+    log.debug("image %s -> %s failed", source, target, exc_info=error)
+    return ImageResult(
+        source,
+        target,
+        FAILED,
+        reason=reason,
+        duration=time.monotonic() - started,
+        auth_failure=isinstance(chosen, AuthenticationError),
+    )

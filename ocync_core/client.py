@@ -9,6 +9,7 @@ out, so a consumer (an upload) never receives the complete bytes of a corrupt bl
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -28,7 +29,13 @@ from ocync_core.errors import (
     RegistryError,
     TransferError,
 )
-from ocync_core.manifest import MAX_MANIFEST_SIZE, Descriptor, Manifest, parse_manifest
+from ocync_core.manifest import (
+    MAX_MANIFEST_SIZE,
+    Descriptor,
+    ImageIndex,
+    Manifest,
+    parse_manifest,
+)
 from ocync_core.policies import MountMode, Scopes, UploadMode
 from ocync_core.registry import RegistrySettings
 
@@ -36,7 +43,15 @@ if TYPE_CHECKING:
     from ocync_core.plugins import Plugins
     from ocync_core.policies import AuthProvider, ExistenceChecker, MountPolicy, UploadStrategy
 
-__all__ = ["BlobReader", "ManifestHead", "MountResult", "RegistryClient"]
+__all__ = [
+    "BlobReader",
+    "ManifestHead",
+    "MountResult",
+    "ReferrersListing",
+    "RegistryClient",
+    "fallback_tag",
+    "is_fallback_tag",
+]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +139,7 @@ class RegistryClient:
         self._gate = trio.CapacityLimiter(self.registry.max_concurrent)
         self._base: str | None = None
         self._base_lock = trio.Lock()
+        self._referrers_api: bool | None = None  # learnt from the first referrers request
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -460,30 +476,61 @@ class RegistryClient:
 
     async def referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
         """Manifests whose `subject` is `digest`: the referrers API, else the fallback tag."""
-        url = await self._url(repository, f"referrers/{digest}")
-        response = await self._send(
-            "GET", url, _pull(repository), headers={"Accept": mediatypes.OCI_INDEX}
-        )
-        await response.aread()
-        if response.status_code == 200 and _bare_type(response.headers.get("Content-Type", "")) in (
-            mediatypes.OCI_INDEX,
-            "",
-        ):
-            index = parse_manifest(response.content, mediatypes.OCI_INDEX, what="referrers")
-            return list(getattr(index, "manifests", ()))
-        if response.status_code not in (200, 404, 400, 405):
-            raise RegistryError.from_response(response, what=f"referrers of {repository}@{digest}")
-        return await self._fallback_referrers(repository, digest)
+        return (await self.referrers_listing(repository, digest)).descriptors
 
-    async def _fallback_referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
-        tag = f"{digest.algorithm}-{digest.hex}"
-        if await self.head_manifest(repository, tag) is None:
-            return []
-        index = await self.get_manifest(repository, tag)
+    async def referrers_listing(self, repository: str, digest: Digest) -> ReferrersListing:
+        """The referrers of `digest`, and whether they came from the API or the fallback tag."""
+        if self._referrers_api is not False:
+            url = await self._url(repository, f"referrers/{digest}")
+            response = await self._send(
+                "GET", url, _pull(repository), headers={"Accept": mediatypes.OCI_INDEX}
+            )
+            await response.aread()
+            content_type = _bare_type(response.headers.get("Content-Type", ""))
+            if response.status_code == 200 and content_type in (mediatypes.OCI_INDEX, ""):
+                self._referrers_api = True
+                index = parse_manifest(response.content, mediatypes.OCI_INDEX, what="referrers")
+                return ReferrersListing(list(getattr(index, "manifests", ())), via_api=True)
+            if response.status_code not in (200, 404, 400, 405):
+                raise RegistryError.from_response(
+                    response, what=f"referrers of {repository}@{digest}"
+                )
+            # A registry with the API answers 200 (an empty index) for an unknown subject, so
+            # anything else means it has none: ask once per run, then go to the fallback tag.
+            self._referrers_api = False
+        index = await self._fallback_index(repository, digest)
+        if index is None:
+            return ReferrersListing([], via_api=False)
+        return ReferrersListing(list(index.manifests), via_api=False, fallback_index=index)
+
+    async def _fallback_index(self, repository: str, digest: Digest) -> ImageIndex | None:
+        if await self.head_manifest(repository, fallback_tag(digest)) is None:
+            return None
+        index = await self.get_manifest(repository, fallback_tag(digest))
         # Some registries resolve the fallback tag to the subject itself: that is no referrer.
-        if index.digest == digest or not index.is_index:
-            return []
-        return list(index.manifests)
+        if index.digest == digest or not isinstance(index, ImageIndex):
+            return None
+        return index
+
+
+def fallback_tag(digest: Digest) -> str:
+    """The referrers fallback tag schema: `sha256-<hex>`."""
+    return f"{digest.algorithm}-{digest.hex}"
+
+
+_FALLBACK_TAG = re.compile(r"(sha256-[a-f0-9]{64}|sha512-[a-f0-9]{128})")
+
+
+def is_fallback_tag(tag: str) -> bool:
+    """True for `sha256-<hex>` tags: referrers indexes, synced with their subject, not as tags."""
+    return _FALLBACK_TAG.fullmatch(tag) is not None
+
+
+@dataclass(frozen=True)
+class ReferrersListing:
+    descriptors: list[Descriptor]
+    via_api: bool
+    fallback_index: ImageIndex | None = None
 
 
 def _encoded(response: httpx.Response) -> bool:

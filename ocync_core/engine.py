@@ -24,8 +24,9 @@ from pathlib import Path
 import trio
 
 from ocync_core.api import open_clients
+from ocync_core.artifacts import ArtifactRules, copy_referrers
 from ocync_core.cache import TransferCache
-from ocync_core.client import RegistryClient
+from ocync_core.client import RegistryClient, is_fallback_tag
 from ocync_core.config import Config, ResolvedMapping, ResolvedTarget
 from ocync_core.copy import ManifestTree
 from ocync_core.errors import AuthenticationError, OcyncError, RegistryError, leaf_errors
@@ -179,7 +180,12 @@ async def _discover_mapping(
             if rules.literal_only:
                 tags = list(rules.include)  # named tags: no tag list is fetched at all
             else:
-                listed = await source.list_tags(mapping.source_repository)
+                # Fallback-tag indexes travel with their subject (artifacts), not as images.
+                listed = [
+                    tag
+                    for tag in await source.list_tags(mapping.source_repository)
+                    if not is_fallback_tag(tag)
+                ]
                 tags = select_tags(listed, rules)
                 for tag in missing_includes(listed, rules):
                     name = f"{mapping.source.host}/{mapping.source_repository}:{tag}"
@@ -272,6 +278,7 @@ async def _sync_tag(run: _Run, job: _TagJob) -> None:
                     tag,
                     result,
                     check_children=current is not None,
+                    filtered=bool(note),
                 )
                 run.cache.set_tag(client.registry.host, target.repository, tag, wanted)
         except Exception as exc:  # one bad image never stops the others
@@ -295,6 +302,7 @@ async def _push(
     result: ImageResult,
     *,
     check_children: bool,
+    filtered: bool,
 ) -> None:
     tree = ManifestTree(source, mapping.source_repository, client, target.repository, run.mover)
     try:
@@ -312,6 +320,18 @@ async def _push(
         tree = ManifestTree(source, mapping.source_repository, client, target.repository, run.mover)
         await tree.copy(manifest, tag, check_children=True)
     result.blobs = tree.blobs
+    if not filtered:
+        # A platform-filtered index has a new digest: the source's referrers name the old one.
+        await copy_referrers(
+            source,
+            mapping.source_repository,
+            client,
+            target.repository,
+            manifest.digest,
+            run.mover,
+            ArtifactRules.from_model(mapping.artifacts),
+            result.blobs,
+        )
 
 
 async def _platform_manifest(

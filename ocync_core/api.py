@@ -75,6 +75,7 @@ async def sync(
     plugins: Plugins | None = None,
     dry_run: bool = False,
     on_result: Callable[[ImageResult], None] | None = None,
+    on_discovered: Callable[[int], None] | None = None,
 ) -> SyncReport:
     """Sync every mapping of a config (an object, or the path of a YAML file)."""
     from ocync_core.config import load_config
@@ -83,5 +84,5 @@ async def sync(
     plugins = plugins or Plugins.load()
     if isinstance(config, str | Path):
         config = load_config(config, plugins)
-    options = SyncOptions(dry_run=dry_run, on_result=on_result)
+    options = SyncOptions(dry_run=dry_run, on_result=on_result, on_discovered=on_discovered)
     return await run_sync(config, plugins=plugins, options=options)

@@ -238,11 +238,16 @@ def sync_command(config_path: str, dry_run: bool, as_json: bool) -> None:
         _fail(str(exc), exc.exit_code)
         return
 
-    def show(result: Any) -> None:
-        if not as_json and result.status != "skipped":
-            click.echo(result.line())
+    from ocync_core.progress import SyncProgress
 
-    report = _run(_sync, config, plugins, dry_run, show)
+    with SyncProgress(enabled=None if not as_json else False) as progress:
+
+        def show(result: Any) -> None:
+            progress.finished(result)
+            if not as_json and result.status != "skipped":
+                progress.print(result.line())
+
+        report = _run(_sync, config, plugins, dry_run, show, progress.discovered)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
@@ -252,8 +257,16 @@ def sync_command(config_path: str, dry_run: bool, as_json: bool) -> None:
     sys.exit(report.exit_code)
 
 
-async def _sync(config: Any, plugins: Plugins, dry_run: bool, show: Callable[[Any], None]) -> Any:
-    return await api.sync(config, plugins=plugins, dry_run=dry_run, on_result=show)
+async def _sync(
+    config: Any,
+    plugins: Plugins,
+    dry_run: bool,
+    show: Callable[[Any], None],
+    discovered: Callable[[int], None],
+) -> Any:
+    return await api.sync(
+        config, plugins=plugins, dry_run=dry_run, on_result=show, on_discovered=discovered
+    )
 
 
 @cli.command("validate")

@@ -53,6 +53,7 @@ class SyncOptions:
     dry_run: bool = False
     handle_signals: bool = True
     on_result: Callable[[ImageResult], None] | None = None
+    on_discovered: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -203,6 +204,8 @@ async def _discover_mapping(
             run.report.errors.append(f"{what}: {exc}" if what not in str(exc) else str(exc))
             log.error("%s: %s", what, exc)
             return
+        if run.options.on_discovered is not None:
+            run.options.on_discovered(len(tags) * len(mapping.targets))
         for tag in tags:
             await send.send(_TagJob(mapping, tag))
 

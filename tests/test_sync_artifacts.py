@@ -115,7 +115,7 @@ def test_signature_is_copied_with_its_fallback_index_byte_for_byte(
 def test_fallback_tag_that_lies_about_its_subject_is_not_followed(
     source_with_image, target_registry, tmp_path
 ):
-    source, image, size = source_with_image
+    source, image, _ = source_with_image
     other = "sha256:" + "ab" * 32
     stranger = push_referrer(source.url, image.repository, other, 10, b"not yours")
     push_fallback_index(source.url, image.repository, image.digest, [stranger])

@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 
 import httpx
 import trio
@@ -86,7 +86,7 @@ def parse_retry_after(value: str | None, *, now_wall: float) -> float | None:
         if when is None:  # older Pythons returned None for unparsable dates
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         seconds = max(0.0, when.timestamp() - now_wall)
     if not math.isfinite(seconds) or seconds > _ABSURD_RETRY_AFTER:
         return None
@@ -240,7 +240,9 @@ async def with_retries(
         wait = policy.delay(attempt, retry_after, rng)
         _notify(
             on_retry,
-            RetryEvent(describe, attempt, wait, status=response.status_code, retry_after=retry_after),
+            RetryEvent(
+                describe, attempt, wait, status=response.status_code, retry_after=retry_after
+            ),
         )
         await trio.sleep(wait)
     raise AssertionError("unreachable: the last attempt returns or raises")

@@ -206,8 +206,11 @@ class AimdWindow:
 class TokenBucket:
     """Paces requests to at most `rate` per second, with bursts of up to `burst`.
 
-    The bucket starts full. Waiters are served in arrival order (a `trio.Lock` is FIFO), and a
-    waiter cancelled while sleeping takes no token.
+    Implemented as GCRA (the "virtual scheduling" form of a token bucket): it keeps the
+    theoretical arrival time of the next request and sleeps *until* an absolute instant, so no
+    float remainder can leave it spinning on sleeps too small to move the clock. The bucket
+    starts full. Waiters are served in arrival order (a `trio.Lock` is FIFO), and a waiter
+    cancelled while sleeping takes no token.
     """
 
     def __init__(self, rate: float, burst: int = 1) -> None:
@@ -217,8 +220,12 @@ class TokenBucket:
             raise ValueError(f"token bucket burst must be at least 1, got {burst}")
         self.rate = rate
         self.burst = burst
-        self._tokens = float(burst)
-        self._stamp: float | None = None  # lazily: construction needs no running trio loop
+        self._tolerance = (burst - 1) / rate
+        # The theoretical arrival time of the next request is `_origin + _count / rate`: computed
+        # from an anchor rather than summed interval by interval, so a long run does not drift
+        # (100 takes at 10/s end at exactly 9.9 s, not 9.8999999).
+        self._origin = -math.inf
+        self._count = 0
         self._lock = trio.Lock()
         self._waiting = 0
 
@@ -227,21 +234,16 @@ class TokenBucket:
         """Tasks inside `take` that have not got their token yet."""
         return self._waiting
 
-    def _refill(self) -> None:
-        now = trio.current_time()
-        if self._stamp is not None:
-            self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-
     async def take(self) -> None:
         self._waiting += 1
         try:
             async with self._lock:
-                self._refill()
-                while self._tokens < 1.0:
-                    await trio.sleep((1.0 - self._tokens) / self.rate)
-                    self._refill()
-                self._tokens -= 1.0
+                now = trio.current_time()
+                if self._origin + self._count / self.rate < now:
+                    self._origin, self._count = now, 0  # idle: the schedule restarts from now
+                # Up to `burst` requests may run ahead of the steady schedule.
+                await trio.sleep_until(self._origin + self._count / self.rate - self._tolerance)
+                self._count += 1
         finally:
             self._waiting -= 1
 
@@ -271,9 +273,7 @@ class Ticket:
         if self.outcome is None:
             self.outcome = "congested"
             if self._window.on_congestion(sent_at=self.sent_at):
-                log.debug(
-                    "window %s halved to %.2f", self.window_key, self._window.size
-                )
+                log.debug("window %s halved to %.2f", self.window_key, self._window.size)
 
     def neutral(self) -> None:
         """An answer that says nothing about capacity; later reports are ignored."""

@@ -17,6 +17,7 @@ when staged), and uploaded once per target registry; every other repository moun
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -78,6 +79,7 @@ class BlobMover:
         # (target host, digest) -> repositories known to hold it, and uploads under way.
         self._holders: dict[tuple[str, Digest], list[str]] = {}
         self._uploading: dict[tuple[str, Digest], _Flight] = {}
+        self._shares: Counter[Digest] = Counter()  # how many images named each blob so far
 
     def forget_repository(self, target: RegistryClient, repository: str) -> None:
         """Distrust what was cached for a repository (the registry disagreed with it)."""
@@ -99,6 +101,7 @@ class BlobMover:
         """Make every blob present in `target_repo`; raises the first failure."""
         host = target.registry.host
         unique = list({blob.digest: blob for blob in blobs}.values())
+        self._shares.update(blob.digest for blob in unique)
         todo: list[Descriptor] = []
         for blob in unique:
             if self._holds(host, target_repo, blob.digest):
@@ -115,8 +118,9 @@ class BlobMover:
                 stats.skipped += 1
             else:
                 missing.append(blob)
-        # Largest first: the long transfers start early and the small ones fill the gaps.
-        missing.sort(key=lambda b: b.size, reverse=True)
+        # Most shared first (every image waiting on a base layer moves once it lands), then
+        # largest first: the long transfers start early and the small ones fill the gaps.
+        missing.sort(key=lambda b: (self._shares[b.digest], b.size), reverse=True)
         async with trio.open_nursery() as nursery:
             for blob in missing:
                 nursery.start_soon(

@@ -6,6 +6,7 @@ every run is deterministic and takes no real time.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -319,10 +320,12 @@ async def test_paced_requests_hold_no_window_slot(autojump_clock: trio.testing.M
         served.append(trio.current_time())
         return httpx.Response(200)
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-        async with trio.open_nursery() as nursery:
-            for _ in range(50):
-                nursery.start_soon(throttled_get, throttle, client, Action.MANIFEST_PUT)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client,
+        trio.open_nursery() as nursery,
+    ):
+        for _ in range(50):
+            nursery.start_soon(throttled_get, throttle, client, Action.MANIFEST_PUT)
     assert len(served) == 50
     assert peak_waiting >= 40  # nearly everyone queued on the bucket ...
     assert peak_in_flight == 1  # ... while holding neither a window nor an aggregate slot
@@ -339,10 +342,17 @@ STORM_POLICY = ThrottlePolicy(
 )
 
 
-async def _run_calm_traffic(with_storm: bool, span: float) -> tuple[int, float, RegistryThrottle]:
-    """Calm requests always succeed; storm requests (when on) are always refused with 429."""
-    throttle = RegistryThrottle(STORM_POLICY, max_concurrent=32)
+async def _run_calm_traffic(
+    with_storm: bool, span: float
+) -> tuple[int, list[float], RegistryThrottle]:
+    """Calm requests always succeed; storm requests (when on) are always refused with 429.
+
+    Returns the calm requests completed within `span`, the calm window's size every 0.1 s,
+    and the throttle.
+    """
+    throttle = RegistryThrottle(STORM_POLICY, max_concurrent=64)
     calm_done = 0
+    calm_sizes: list[float] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/manifests/storm"):
@@ -366,33 +376,47 @@ async def _run_calm_traffic(with_storm: bool, span: float) -> tuple[int, float, 
                 response = await throttled_get(throttle, client, Action.MANIFEST_PUT, url)
                 assert response.status_code == 429
 
+        async def sampler() -> None:
+            # Offset from the 0.05 s completions: at a tie, the scheduler's order would decide
+            # whether a sample sees that instant's successes.
+            await trio.sleep(0.025)
+            while True:
+                await trio.sleep(0.1)
+                calm_sizes.append(throttle.window("calm").size)
+
         with trio.move_on_after(span):
             async with trio.open_nursery() as nursery:
-                for _ in range(24):
+                nursery.start_soon(sampler)
+                for _ in range(40):
                     nursery.start_soon(calm_worker)
                 if with_storm:
-                    for _ in range(48):  # more storm workers than the aggregate limit
+                    for _ in range(80):  # more storm workers than the aggregate limit
                         nursery.start_soon(storm_worker)
-    return calm_done, throttle.window("calm").size, throttle
+    return calm_done, calm_sizes, throttle
 
 
 async def test_429_storm_leaves_other_windows_unchanged(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    span = 3.013  # not a multiple of the service time: no completion ties the deadline
-    calm_alone, size_alone, _ = await _run_calm_traffic(with_storm=False, span=span)
-    calm_stormy, size_stormy, throttle = await _run_calm_traffic(with_storm=True, span=span)
+    # 80 storm workers could fill the whole aggregate limit if they queued on it; they queue on
+    # their own collapsed window instead. The span is not a multiple of the service time, so no
+    # completion ties the deadline, and short enough that the calm window is still growing.
+    span = 1.013
+    calm_alone, sizes_alone, _ = await _run_calm_traffic(with_storm=False, span=span)
+    calm_stormy, sizes_stormy, throttle = await _run_calm_traffic(with_storm=True, span=span)
 
     storm = throttle.window("storm")
     print(
         f"\ncalm requests alone {calm_alone}, during storm {calm_stormy}; calm window "
-        f"{size_alone:.2f} vs {size_stormy:.2f}; storm window {storm.size} after "
+        f"{sizes_alone[-1]:.2f} vs {sizes_stormy[-1]:.2f}; storm window {storm.size} after "
         f"{storm.halvings} halvings, {storm.congestions} 429s"
     )
     assert storm.size == 1
     assert storm.halvings >= 3
-    assert size_stormy > STORM_POLICY.windows["calm"].initial  # the calm window kept growing
-    assert size_stormy == size_alone
+    assert storm.congestions > 100
+    assert sizes_stormy == sizes_alone  # the same trajectory, sample for sample
+    assert all(b > a for a, b in itertools.pairwise(sizes_stormy))  # growing
+    assert sizes_stormy[-1] > 2 * STORM_POLICY.windows["calm"].initial
     assert calm_stormy == calm_alone
 
 
@@ -511,4 +535,3 @@ def test_window_caps_come_from_spec_or_max_concurrent() -> None:
     assert throttle.window_for(Action.MANIFEST_PUT).cap == 3
     assert throttle.window_for(Action.PING).size == WindowSpec().initial
     assert set(throttle.snapshot()) == {"a", "b", "unlisted"}
-

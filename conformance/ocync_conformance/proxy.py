@@ -38,7 +38,7 @@ import struct
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -49,6 +49,7 @@ __all__ = [
     "MANIFEST_ACTIONS",
     "UPLOAD_ACTIONS",
     "ActionStats",
+    "FaultKind",
     "FaultProxy",
     "FaultRule",
     "ProxyAction",
@@ -56,8 +57,8 @@ __all__ = [
     "classify",
 ]
 
-# Bytes per recv/send on the data path. 1 MiB amortises the per-call Python overhead while
-# bounding the proxy's memory to ~1 MiB per connection (measured: 256 KiB is a bit slower).
+# Most bytes per recv/send on the data path: large enough to amortise the per-call Python
+# overhead, small enough to bound the proxy's memory to ~1 MiB per connection.
 CHUNK_SIZE = 1024 * 1024
 
 
@@ -132,7 +133,7 @@ def classify(method: str, target: str) -> ProxyAction:
     return ProxyAction.OTHER
 
 
-def _action_name(action: object) -> str:
+def _action_name(action: ActionLike) -> str:
     """Accept ProxyAction, ocync_core.policies.Action (an Enum with a str value) or a str."""
     if isinstance(action, str):
         name = str(action)
@@ -143,7 +144,9 @@ def _action_name(action: object) -> str:
     return name
 
 
-ActionsArg = object | Iterable[object] | None
+ActionLike = str | enum.Enum
+# One action, several, or None for "every action".
+ActionsArg = ActionLike | Iterable[ActionLike] | None
 
 
 def _action_set(actions: ActionsArg) -> frozenset[str] | None:
@@ -421,12 +424,15 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a registry
     server: _Server
     _upstream: http.client.HTTPConnection | None = None
+    _drop_upstream_after = False  # the upstream said it closes after this response
+    _bytes_in = 0
+    _bytes_out = 0
 
     def setup(self) -> None:
         super().setup()
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.proxy._register(self.connection)
+        self.server.proxy._connection_opened(self.connection)
 
     def finish(self) -> None:
         try:
@@ -435,20 +441,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the socket was reset/closed on purpose
         finally:
             self._drop_upstream()
-            self.server.proxy._unregister(self.connection)
+            self.server.proxy._connection_closed(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the proxy keeps its own log; stderr noise would drown test output
-
-    def handle_expect_100(self) -> bool:
-        # Let the client send the body; we forward it without Expect upstream.
-        return super().handle_expect_100()
-
-    def __getattr__(self, name: str) -> Any:
-        # Every method (GET, HEAD, PUT, PATCH, DELETE, ...) goes to one handler.
-        if name.startswith("do_"):
-            return self._proxy_request
-        raise AttributeError(name)
 
     # -- one request ------------------------------------------------------------------------
 
@@ -497,6 +493,9 @@ class _Handler(BaseHTTPRequestHandler):
                 in_flight=in_flight,
                 error=error,
             )
+
+    # Every method goes to the one forwarding handler.
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _proxy_request
 
     # -- request body -----------------------------------------------------------------------
 
@@ -588,7 +587,9 @@ class _Handler(BaseHTTPRequestHandler):
             conn.close()
 
     def _has_body(self) -> bool:
-        return "Transfer-Encoding" in self.headers or int(self.headers.get("Content-Length") or 0) > 0
+        return (
+            "Transfer-Encoding" in self.headers or int(self.headers.get("Content-Length") or 0) > 0
+        )
 
     def _send_upstream(self, method: str, target: str) -> http.client.HTTPResponse:
         proxy = self.server.proxy
@@ -675,8 +676,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(ValueError):
                     length = int(v)
             headers.append((k, v))
-        if resp.will_close:
-            self._drop_upstream_after = True
+        self._drop_upstream_after = bool(resp.will_close)
         no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
         chunked_out = not no_body and length is None
         if chunked_out:
@@ -703,6 +703,7 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.monotonic()
         # The head goes out with the first body chunk (one send): fewer syscalls, no Nagle.
         pending: bytes | None = head
+        buf = memoryview(bytearray(CHUNK_SIZE))  # reused: no 1 MiB allocation per chunk
         if cut == 0 or plan.stall_after == 0:
             self._write(head)
             pending = None
@@ -721,7 +722,7 @@ class _Handler(BaseHTTPRequestHandler):
             if plan.bytes_per_second is not None:
                 want = min(want, max(1, int(plan.bytes_per_second / 20)))
             try:
-                data = resp.read1(want)
+                data = self._read_body(resp, buf, want)
             except (OSError, http.client.HTTPException) as e:
                 # Upstream died mid-body: the client sees a cut connection too.
                 self._drop_upstream()
@@ -736,10 +737,13 @@ class _Handler(BaseHTTPRequestHandler):
                 ahead = (sent + len(data)) / plan.bytes_per_second - (time.monotonic() - started)
                 if ahead > 0 and proxy._stopping.wait(ahead):
                     raise _ClientGone("proxy stopped")
-            frame = b"%x\r\n" % len(data) + data + b"\r\n" if chunked_out else data
-            if pending is not None:
-                frame, pending = pending + frame, None
-            self._write(frame)
+            if chunked_out:
+                self._write(b"%x\r\n" % len(data) + data + b"\r\n")
+            elif pending is not None:
+                self._write(pending + data)
+            else:
+                self._write(data)
+            pending = None
             sent += len(data)
             self._bytes_out = sent
         tail = b"0\r\n\r\n" if chunked_out else b""
@@ -747,6 +751,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._write((pending or b"") + tail)
         self._after_upstream_response(resp)
         return status, None
+
+    @staticmethod
+    def _read_body(
+        resp: http.client.HTTPResponse, buf: memoryview, want: int
+    ) -> bytes | memoryview:
+        """Up to `want` body bytes as soon as any are there (never waits to fill `want`)."""
+        length = resp.length
+        if resp.chunked or length is None or resp.fp is None:
+            return resp.read1(want)
+        # Content-Length body: read straight into the reused buffer. One recv per call
+        # (readinto1), and http.client's own bookkeeping kept (length) so the upstream
+        # connection is reusable after the last byte.
+        n = resp.fp.readinto1(buf[: min(want, length)]) if length > 0 else 0
+        if n == 0 and length > 0:
+            raise http.client.IncompleteRead(b"", length)
+        resp.length = length - n
+        return buf[:n]
 
     def _cut(
         self, status: int, plan: _BodyPlan, sent: int, resp: http.client.HTTPResponse
@@ -762,7 +783,7 @@ class _Handler(BaseHTTPRequestHandler):
         return status, f"truncated after {sent} body bytes"
 
     @staticmethod
-    def _corrupt(data: bytes, sent: int, plan: _BodyPlan) -> bytes:
+    def _corrupt(data: bytes | memoryview, sent: int, plan: _BodyPlan) -> bytes | memoryview:
         hits = [o - sent for o in plan.corrupt_offsets if sent <= o < sent + len(data)]
         if not hits:
             return data
@@ -774,8 +795,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _after_upstream_response(self, resp: http.client.HTTPResponse) -> None:
         resp.close()
-        if getattr(self, "_drop_upstream_after", False):
-            self._drop_upstream_after = False
+        if self._drop_upstream_after:
             self._drop_upstream()
 
 
@@ -915,10 +935,19 @@ class FaultProxy:
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
+    def _connection_opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._threads.add(threading.current_thread())
+        self._register(sock)
+
+    def _connection_closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._threads.discard(threading.current_thread())
+            self._sockets.discard(sock)
+
     def _register(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.add(sock)
-            self._threads.add(threading.current_thread())
             stopping = self._stopping.is_set()
         if stopping:  # raced with stop(): do not leave this one running
             with contextlib.suppress(OSError):
@@ -1062,7 +1091,11 @@ class FaultProxy:
         headers = dict(rule.headers)
         if rule.retry_after is not None:
             headers["Retry-After"] = _retry_after_text(rule.retry_after)
-        body = rule.body if rule.body is not None else _error_body(rule.status, rule.code, rule.message)
+        body = (
+            rule.body
+            if rule.body is not None
+            else _error_body(rule.status, rule.code, rule.message)
+        )
         return _Reply(rule.status, body, headers)
 
     # -- rules ------------------------------------------------------------------------------
@@ -1079,9 +1112,8 @@ class FaultProxy:
         return rule
 
     def remove_rule(self, rule: FaultRule) -> None:
-        with self._lock:
-            with contextlib.suppress(ValueError):
-                self._rules.remove(rule)
+        with self._lock, contextlib.suppress(ValueError):
+            self._rules.remove(rule)
 
     def clear_faults(self) -> None:
         """Remove every rule; requests in flight keep the effects already decided for them."""
@@ -1350,16 +1382,32 @@ class FaultProxy:
         with self._idle:
             return self._idle.wait_for(lambda: not self._live, timeout)
 
-    def stats(self, actions: ActionsArg = None) -> ActionStats:
-        """Figures for one action, a group of actions (combined) or, with None, everything."""
+    def stats(
+        self,
+        actions: ActionsArg = None,
+        *,
+        where: Callable[[RequestRecord], bool] | None = None,
+    ) -> ActionStats:
+        """Figures for one action, a group of actions (combined) or, with None, everything.
+
+        `where` keeps only the completed requests it accepts (e.g. `lambda r: r.status != 429`
+        for the requests a limit admitted); requests still in flight are then left out, as
+        their outcome is unknown.
+        """
         wanted = _action_set(actions)
         now = time.monotonic()
         with self._lock:
-            records = [r for r in self._log if wanted is None or r.action in wanted]
+            records = [
+                r
+                for r in self._log
+                if (wanted is None or r.action in wanted) and (where is None or where(r))
+            ]
             live = [
                 v
                 for v in self._live.values()
-                if v.epoch == self._epoch and (wanted is None or v.action in wanted)
+                if where is None
+                and v.epoch == self._epoch
+                and (wanted is None or v.action in wanted)
             ]
             every = frozenset(self._live_count) | {r.action for r in self._log}
         intervals = [(r.started, r.ended) for r in records] + [(v.started, now) for v in live]

@@ -24,12 +24,16 @@ from ocync_conformance.fixtures import (
     token_server,
     token_signing_cert,
 )
+from ocync_conformance.proxy_fixtures import ProxiedRegistry, fault_proxy, proxied_registry
 
 __all__ = [
+    "ProxiedRegistry",
     "SeededRegistry",
     "_seeded_storage",
     "basic_registry",
+    "fault_proxy",
     "oci_layout",
+    "proxied_registry",
     "registry",
     "registry_binary",
     "registry_pair",

@@ -12,7 +12,7 @@ import logging
 import re
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,8 +36,10 @@ from ocync_core.manifest import (
     Manifest,
     parse_manifest,
 )
-from ocync_core.policies import MountMode, Scopes, UploadMode
+from ocync_core.policies import Action, MountMode, Scopes, UploadMode
 from ocync_core.registry import RegistrySettings
+from ocync_core.retry import RetryPolicy, describe_request, with_retries
+from ocync_core.throttle import RegistryThrottle
 
 if TYPE_CHECKING:
     from ocync_core.plugins import Plugins
@@ -136,7 +138,10 @@ class RegistryClient:
         self.mount_policy: MountPolicy = plugins.mount_policy(self.registry)
         self.upload_strategy: UploadStrategy = plugins.upload_strategy(self.registry)
         self._existence: ExistenceChecker | None = None
-        self._gate = trio.CapacityLimiter(self.registry.max_concurrent)
+        self.throttle = RegistryThrottle(
+            plugins.throttle_policy(self.registry), self.registry.max_concurrent
+        )
+        self.retry_policy = RetryPolicy()
         self._base: str | None = None
         self._base_lock = trio.Lock()
         self._referrers_api: bool | None = None  # learnt from the first referrers request
@@ -206,17 +211,45 @@ class RegistryClient:
         url: str | httpx.URL,
         scopes: Scopes,
         *,
+        action: Action,
         headers: Mapping[str, str] | None = None,
         content: bytes | AsyncIterator[bytes] | None = None,
         stream: bool = False,
         replayable: bool = True,
     ) -> httpx.Response:
-        """Send one request with authorization; on 401 re-authorize and retry once."""
+        """Send one request through the throttle, with authorization and retries.
+
+        429, 408, 5xx and connection errors are retried with backoff (honouring Retry-After);
+        a 401 re-authorizes once. A streamed body cannot be sent twice: such a request is
+        tried once, and the caller restarts the whole operation (a new upload session).
+        """
+
+        async def attempt() -> httpx.Response:
+            return await self._authorized(
+                method, url, scopes, action, headers, content, stream, replayable
+            )
+
+        if not replayable:
+            return await attempt()
+        return await with_retries(
+            attempt, policy=self.retry_policy, describe=describe_request(method, url)
+        )
+
+    async def _authorized(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        scopes: Scopes,
+        action: Action,
+        headers: Mapping[str, str] | None,
+        content: bytes | AsyncIterator[bytes] | None,
+        stream: bool,
+        replayable: bool,
+    ) -> httpx.Response:
         for attempt in (1, 2):
             request = self.http.build_request(method, url, headers=headers, content=content)
             await self.auth.authorize(request, scopes)
-            async with self._gate:
-                response = await self.http.send(request, stream=stream)
+            response = await self._throttled(request, action, stream)
             if response.status_code != 401 or attempt == 2 or not replayable:
                 return response
             await response.aread()
@@ -224,6 +257,32 @@ class RegistryClient:
                 return response
             await response.aclose()
         raise AssertionError("unreachable")
+
+    async def _throttled(
+        self, request: httpx.Request, action: Action, stream: bool
+    ) -> httpx.Response:
+        """Hold a throttle slot for the whole exchange: until a streamed body is closed."""
+        stack = AsyncExitStack()
+        ticket = await stack.enter_async_context(self.throttle.slot(action))
+        try:
+            response = await self.http.send(request, stream=stream)
+        except BaseException:
+            await stack.aclose()
+            raise
+        ticket.observe(response)
+        if not stream:
+            await stack.aclose()
+            return response
+        close_body = response.aclose
+
+        async def aclose() -> None:
+            try:
+                await close_body()
+            finally:
+                await stack.aclose()
+
+        response.aclose = aclose  # type: ignore[method-assign]
+        return response
 
     async def _url(self, repository: str, tail: str) -> str:
         return f"{await self.base_url()}/v2/{repository}/{tail}"
@@ -241,7 +300,9 @@ class RegistryClient:
     async def head_manifest(self, repository: str, reference: str) -> ManifestHead | None:
         """HEAD a manifest by tag or digest; None when the registry does not have it."""
         url = await self._url(repository, f"manifests/{reference}")
-        response = await self._send("HEAD", url, _pull(repository), headers=_MANIFEST_ACCEPT)
+        response = await self._send(
+            "HEAD", url, _pull(repository), action=Action.MANIFEST_HEAD, headers=_MANIFEST_ACCEPT
+        )
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -262,7 +323,12 @@ class RegistryClient:
         what = f"manifest {repository}@{reference}"
         url = await self._url(repository, f"manifests/{reference}")
         response = await self._send(
-            "GET", url, _pull(repository), headers=_MANIFEST_ACCEPT, stream=True
+            "GET",
+            url,
+            _pull(repository),
+            action=Action.MANIFEST_GET,
+            headers=_MANIFEST_ACCEPT,
+            stream=True,
         )
         try:
             if response.status_code != 200:
@@ -295,6 +361,7 @@ class RegistryClient:
             "PUT",
             url,
             _push(repository),
+            action=Action.MANIFEST_PUT,
             headers={"Content-Type": manifest.media_type},
             content=manifest.raw,
         )
@@ -313,7 +380,7 @@ class RegistryClient:
     async def blob_exists(self, repository: str, digest: Digest) -> int | None:
         """HEAD a blob: its size when present, None when absent."""
         url = await self._url(repository, f"blobs/{digest}")
-        response = await self._send("HEAD", url, _pull(repository))
+        response = await self._send("HEAD", url, _pull(repository), action=Action.BLOB_HEAD)
         if response.status_code == 404:
             return None
         if response.status_code in _REDIRECTS and response.headers.get("Location"):
@@ -339,7 +406,9 @@ class RegistryClient:
     ) -> AsyncIterator[BlobReader]:
         """Open a blob for streaming; redirects (to a CDN) are followed without our credentials."""
         url: str | httpx.URL = await self._url(repository, f"blobs/{digest}")
-        response = await self._send("GET", url, _pull(repository), stream=True)
+        response = await self._send(
+            "GET", url, _pull(repository), action=Action.BLOB_GET, stream=True
+        )
         for _ in range(5):
             if response.status_code not in _REDIRECTS:
                 break
@@ -369,7 +438,7 @@ class RegistryClient:
             params["from"] = from_repo
             scopes = scopes | _pull(from_repo)
         url = httpx.URL(base).copy_merge_params(params)
-        response = await self._send("POST", url, scopes)
+        response = await self._send("POST", url, scopes, action=Action.MOUNT)
         await response.aread()
         if response.status_code == 201:
             return MountResult(True)
@@ -382,7 +451,7 @@ class RegistryClient:
     async def start_upload(self, repository: str) -> str:
         """Open an upload session; returns its absolute location."""
         url = await self._url(repository, "blobs/uploads/")
-        response = await self._send("POST", url, _push(repository))
+        response = await self._send("POST", url, _push(repository), action=Action.UPLOAD_START)
         await response.aread()
         if response.status_code != 202 or not response.headers.get("Location"):
             raise RegistryError.from_response(response, what=f"start upload to {repository}")
@@ -406,13 +475,21 @@ class RegistryClient:
             url = httpx.URL(location).copy_merge_params({"digest": str(digest)})
             headers = {**_OCTET, "Content-Length": str(size)}
             response = await self._send(
-                "PUT", url, scopes, headers=headers, content=chunks, replayable=False
+                "PUT",
+                url,
+                scopes,
+                action=Action.UPLOAD_FINISH,
+                headers=headers,
+                content=chunks,
+                replayable=False,
             )
         else:
             limit = strategy.max_chunk if strategy.mode is UploadMode.CHUNKED else None
             location = await self._patch_chunks(location, scopes, chunks, limit, what)
             url = httpx.URL(location).copy_merge_params({"digest": str(digest)})
-            response = await self._send("PUT", url, scopes, headers={**_OCTET}, content=b"")
+            response = await self._send(
+                "PUT", url, scopes, action=Action.UPLOAD_FINISH, headers={**_OCTET}, content=b""
+            )
         await response.aread()
         if response.status_code != 201:
             raise RegistryError.from_response(response, what=what)
@@ -428,7 +505,13 @@ class RegistryClient:
         """PATCH the stream: in one request (limit None), or in chunks of at most `limit`."""
         if limit is None:
             response = await self._send(
-                "PATCH", location, scopes, headers=_OCTET, content=chunks, replayable=False
+                "PATCH",
+                location,
+                scopes,
+                action=Action.UPLOAD_CHUNK,
+                headers=_OCTET,
+                content=chunks,
+                replayable=False,
             )
             return await self._next_location(response, location, what)
         offset = 0
@@ -438,7 +521,14 @@ class RegistryClient:
                 "Content-Range": f"{offset}-{offset + len(piece) - 1}",
                 "Content-Length": str(len(piece)),
             }
-            response = await self._send("PATCH", location, scopes, headers=headers, content=piece)
+            response = await self._send(
+                "PATCH",
+                location,
+                scopes,
+                action=Action.UPLOAD_CHUNK,
+                headers=headers,
+                content=piece,
+            )
             location = await self._next_location(response, location, what)
             offset += len(piece)
         return location
@@ -459,7 +549,7 @@ class RegistryClient:
             url = httpx.URL(url).copy_merge_params({"n": str(page_size)})
         tags: list[str] = []
         for _ in range(100_000):  # a registry whose links loop must not keep us forever
-            response = await self._send("GET", url, _pull(repository))
+            response = await self._send("GET", url, _pull(repository), action=Action.TAG_LIST)
             await response.aread()
             if response.status_code != 200:
                 raise RegistryError.from_response(response, what=f"list tags of {repository}")
@@ -483,7 +573,11 @@ class RegistryClient:
         if self._referrers_api is not False:
             url = await self._url(repository, f"referrers/{digest}")
             response = await self._send(
-                "GET", url, _pull(repository), headers={"Accept": mediatypes.OCI_INDEX}
+                "GET",
+                url,
+                _pull(repository),
+                action=Action.REFERRERS,
+                headers={"Accept": mediatypes.OCI_INDEX},
             )
             await response.aread()
             content_type = _bare_type(response.headers.get("Content-Type", ""))

@@ -181,6 +181,7 @@ async def _discover_mapping(
             if rules.literal_only:
                 tags = list(rules.include)  # named tags: no tag list is fetched at all
             else:
+                await source.throttle.discovery_pause()  # the source's budget is running low
                 # Fallback-tag indexes travel with their subject (artifacts), not as images.
                 listed = [
                     tag
@@ -240,6 +241,7 @@ async def _sync_tag(run: _Run, job: _TagJob) -> None:
         return
     started = time.monotonic()
     try:
+        await source.throttle.discovery_pause()
         head = await source.head_manifest(mapping.source_repository, tag)
         if head is None:
             raise OcyncError(f"tag {tag} is no longer at the source")

@@ -119,6 +119,7 @@ class RegistryError(OcyncError):
         self.errors = errors
         self.body_excerpt = body_excerpt
         self.what = what
+        self.retry_after: str | None = None  # the response's Retry-After header, if any
         super().__init__(self._message())
 
     @property
@@ -165,7 +166,9 @@ class RegistryError(OcyncError):
         url = response.request.url.copy_with(query=None) if response.request else "?"
         method = response.request.method if response.request else "?"
         error_cls = AuthRegistryError if response.status_code in (401, 403) else cls
-        return error_cls(response.status_code, method, str(url), errors, excerpt, what)
+        error = error_cls(response.status_code, method, str(url), errors, excerpt, what)
+        error.retry_after = response.headers.get("Retry-After")
+        return error
 
 
 class AuthRegistryError(RegistryError, AuthenticationError):

@@ -17,6 +17,7 @@ when staged), and uploaded once per target registry; every other repository moun
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +27,13 @@ import trio
 
 from ocync_core.client import RegistryClient
 from ocync_core.digest import Digest
-from ocync_core.errors import OcyncError
+from ocync_core.errors import OcyncError, RegistryError, TransferError
 from ocync_core.manifest import Descriptor
+from ocync_core.retry import (
+    RETRYABLE_STATUSES,
+    is_retryable_exception,
+    parse_retry_after,
+)
 
 if TYPE_CHECKING:
     from ocync_core.cache import TransferCache
@@ -244,18 +250,54 @@ class BlobMover:
                 stats.mounted += 1
                 return
             session = result.session
-        if self._staging is not None and not same_registry:
+        policy = target.retry_policy
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                await self._stream(source, source_repo, target, target_repo, blob, session)
+                break
+            except Exception as exc:
+                if attempt == policy.attempts or not _worth_retrying(exc):
+                    raise
+                # A streamed upload cannot be resumed portably: start a new session.
+                session = None
+                wait = policy.delay(attempt, _retry_after(exc))
+                log.info("retrying %s -> %s in %.1fs: %s", blob.digest, target_repo, wait, exc)
+                await trio.sleep(wait)
+        stats.transferred += 1
+        stats.bytes += blob.size
+
+    async def _stream(
+        self,
+        source: RegistryClient,
+        source_repo: str,
+        target: RegistryClient,
+        target_repo: str,
+        blob: Descriptor,
+        session: str | None,
+    ) -> None:
+        """One attempt: from the staged copy when there is one, else straight from the source."""
+        if self._staging is not None and source.registry.host != target.registry.host:
             staged = await self._staging.fetch(source, source_repo, blob)
             if staged is not None:
                 await target.upload_blob(
                     target_repo, blob.digest, blob.size, staged.chunks(), session=session
                 )
-                stats.transferred += 1
-                stats.bytes += blob.size
                 return
         async with source.open_blob(source_repo, blob.digest, blob.size) as reader:
             await target.upload_blob(
                 target_repo, blob.digest, blob.size, reader.chunks(), session=session
             )
-        stats.transferred += 1
-        stats.bytes += blob.size
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """Transient failures of a blob move: throttling, 5xx, broken or corrupted transfers."""
+    if isinstance(error, RegistryError):
+        return error.status in RETRYABLE_STATUSES
+    # A truncated or corrupted body in transit may be the network's fault: fetch again.
+    return isinstance(error, TransferError) or is_retryable_exception(error)
+
+
+def _retry_after(error: BaseException) -> float | None:
+    if isinstance(error, RegistryError):
+        return parse_retry_after(error.retry_after, now_wall=time.time())
+    return None

@@ -19,6 +19,7 @@ from ocync_core import __version__, api
 from ocync_core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput, OcyncError, single_errors
 from ocync_core.plugins import Plugins
 from ocync_core.registry import RegistrySettings
+from ocync_core.report import human_size
 
 __all__ = ["cli", "main"]
 
@@ -197,18 +198,9 @@ def _describe(result: api.CopyResult) -> str:
     return (
         f"copied {result.source} -> {result.target} {digest} [{kind}; "
         f"{result.manifests_pushed} manifests, {blobs.transferred} blobs transferred "
-        f"({_size(blobs.bytes)}), {blobs.mounted} mounted, {blobs.skipped} present; "
+        f"({human_size(blobs.bytes)}), {blobs.mounted} mounted, {blobs.skipped} present; "
         f"{result.duration:.2f}s]"
     )
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 @cli.command("sync")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import trio
 
 from ocync_core.client import RegistryClient
+from ocync_core.errors import RegistryError, RegistryErrorDetail
 from ocync_core.manifest import ImageIndex, Manifest
 from ocync_core.reference import Reference
 from ocync_core.transfer import BlobMover, BlobStats
@@ -105,6 +106,9 @@ async def copy_image(
     result.media_type = manifest.media_type
     if isinstance(manifest, ImageIndex):
         result.platforms = [str(d.platform) for d in manifest.manifests if d.platform]
+    preparer = target.plugins.repository_preparer(target.registry)
+    if preparer is not None:
+        await preparer.ensure(target_ref.repository)
     tree = ManifestTree(
         source, source_ref.repository, target, target_ref.repository, mover or BlobMover()
     )
@@ -113,13 +117,14 @@ async def copy_image(
     await tree.copy(manifest, destination, check_children=dst_head is not None)
     result.blobs = tree.blobs
     result.manifests_pushed = tree.manifests_pushed
+    if tree.skipped and tree.skipped[-1].startswith(f"{destination}:"):
+        result.status = "skipped"
+        result.reason = tree.skipped[-1].split(": ", 1)[1]
     result.duration = time.monotonic() - started
     return result
 
 
 def _missing(reference: Reference) -> Exception:
-    from ocync_core.errors import RegistryError, RegistryErrorDetail
-
     return RegistryError(
         404,
         "HEAD",
@@ -140,6 +145,7 @@ class ManifestTree:
     mover: BlobMover
     blobs: BlobStats = field(default_factory=BlobStats)
     manifests_pushed: int = 0
+    skipped: list[str] = field(default_factory=list)  # pushes the registry refused as done
 
     async def copy(self, manifest: Manifest, destination: str, *, check_children: bool) -> None:
         """Copy what `manifest` names, then push it under `destination`."""
@@ -156,8 +162,28 @@ class ManifestTree:
                 manifest.blobs,
                 self.blobs,
             )
-        await self.target.put_manifest(self.target_repo, destination, manifest)
+        try:
+            await self.target.put_manifest(self.target_repo, destination, manifest)
+        except RegistryError as error:
+            if not await self._already_there(error, manifest, destination):
+                raise
+            return
         self.manifests_pushed += 1
+
+    async def _already_there(self, error: RegistryError, manifest: Manifest, where: str) -> bool:
+        """A refused push that the plugin reads as success (an immutable tag), verified.
+
+        The hook only says what the error means; the tag must really hold our digest.
+        """
+        target = self.target
+        outcome = target.plugins.manifest_push_outcome(target.registry, error, manifest.digest)
+        if outcome is None or not outcome.skipped:
+            return False
+        present = await target.head_manifest(self.target_repo, where)
+        if present is None or present.digest != manifest.digest:
+            return False
+        self.skipped.append(f"{where}: {outcome.reason}")
+        return True
 
     async def _copy_child(self, digest: str, check_target: bool) -> None:
         if check_target and await self.target.head_manifest(self.target_repo, digest) is not None:

@@ -71,6 +71,20 @@ class _Run:
     options: SyncOptions
     report: SyncReport = field(default_factory=SyncReport)
     stopping: bool = False
+    _prepared: dict[tuple[str, str], trio.Lock] = field(default_factory=dict)
+    _ready: set[tuple[str, str]] = field(default_factory=set)
+
+    async def prepare(self, client: RegistryClient, repository: str) -> None:
+        """Run the plugin's repository preparer once per target repository per run."""
+        key = (client.registry.host, repository)
+        lock = self._prepared.setdefault(key, trio.Lock())
+        async with lock:
+            if key in self._ready:
+                return
+            preparer = client.plugins.repository_preparer(client.registry)
+            if preparer is not None and await preparer.ensure(repository):
+                log.info("created repository %s on %s", repository, client.registry.label)
+            self._ready.add(key)
 
     def record(self, result: ImageResult) -> None:
         self.report.images.append(result)
@@ -309,6 +323,7 @@ async def _push(
     check_children: bool,
     filtered: bool,
 ) -> None:
+    await run.prepare(client, target.repository)
     tree = ManifestTree(source, mapping.source_repository, client, target.repository, run.mover)
     try:
         await tree.copy(manifest, tag, check_children=check_children)
@@ -325,6 +340,10 @@ async def _push(
         tree = ManifestTree(source, mapping.source_repository, client, target.repository, run.mover)
         await tree.copy(manifest, tag, check_children=True)
     result.blobs = tree.blobs
+    if tree.skipped and tree.skipped[-1].startswith(f"{tag}:"):
+        result.status = SKIPPED  # e.g. an immutable tag that already holds this digest
+        result.reason = tree.skipped[-1].split(": ", 1)[1]
+        return
     if not filtered:
         # A platform-filtered index has a new digest: the source's referrers name the old one.
         await copy_referrers(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         ExistenceChecker,
         MountPolicy,
         PushOutcome,
+        RepositoryPreparer,
         ThrottlePolicy,
         UploadStrategy,
     )
@@ -128,6 +129,17 @@ def ocync_manifest_push_outcome(
 
     ECR answers an immutable tag that already holds ``wanted_digest`` with an error; that is
     a skip, not a failure. Return None to keep the error.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def ocync_repository_preparer(registry: RegistrySettings, kind: str) -> RepositoryPreparer | None:
+    """Return an object that makes sure a target repository exists before the first push.
+
+    Registries that need repositories created up front (ECR with ``create_repositories``)
+    answer; registries that create them on push need not (the generic plugin returns None).
 
     Stops at first non-None result.
     """

@@ -52,6 +52,7 @@ from ocync_core.policies import (
     ExistenceChecker,
     MountPolicy,
     PushOutcome,
+    RepositoryPreparer,
     ThrottlePolicy,
     UploadStrategy,
 )
@@ -324,6 +325,18 @@ class Plugins:
                 f"{registry.label}; expected PushOutcome or None"
             )
         return outcome
+
+    def repository_preparer(self, registry: RegistrySettings) -> RepositoryPreparer | None:
+        """The plugin's repository preparer, or None: repositories appear on push."""
+        preparer = self._pm.hook.ocync_repository_preparer(
+            registry=registry, kind=self.kind_for(registry)
+        )
+        if preparer is not None and not isinstance(preparer, RepositoryPreparer):
+            raise PluginError(
+                f"ocync_repository_preparer returned {type(preparer).__name__} for registry "
+                f"{registry.label}, expected an object with `async ensure(repository)`"
+            )
+        return preparer
 
     def _first(
         self, hook_name: str, expected: type[_T], registry: RegistrySettings, **kw: Any

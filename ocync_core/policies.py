@@ -23,6 +23,7 @@ __all__ = [
     "MountMode",
     "MountPolicy",
     "PushOutcome",
+    "RepositoryPreparer",
     "Scopes",
     "ThrottlePolicy",
     "UploadMode",
@@ -54,6 +55,14 @@ class ExistenceChecker(Protocol):
 
     async def exists(self, repository: str, digests: Sequence[Digest]) -> dict[Digest, bool]:
         """Map every digest asked about to whether `repository` has it."""
+
+
+@runtime_checkable
+class RepositoryPreparer(Protocol):
+    """Makes a target repository exist (and be ready) before anything is pushed to it."""
+
+    async def ensure(self, repository: str) -> bool:
+        """Create `repository` if it is missing; True when it was created now."""
 
 
 class MountMode(enum.Enum):

@@ -119,6 +119,11 @@ def ocync_throttle_policy(registry: RegistrySettings, kind: str) -> ThrottlePoli
 
 
 @hookimpl(trylast=True)
+def ocync_repository_preparer(registry: RegistrySettings, kind: str) -> None:
+    return None  # an OCI registry creates a repository on its first push
+
+
+@hookimpl(trylast=True)
 def ocync_manifest_push_outcome(
     registry: RegistrySettings, kind: str, error: RegistryError, wanted_digest: str
 ) -> PushOutcome | None:

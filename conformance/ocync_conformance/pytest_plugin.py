@@ -6,6 +6,7 @@ imported when a fixture is first used), so installing ocync never slows down or 
 unrelated pytest runs.
 """
 
+from ocync_conformance.ecr_emulator import ecr_emulator
 from ocync_conformance.fixtures import (
     SeededRegistry,
     _seeded_storage,
@@ -31,6 +32,7 @@ __all__ = [
     "SeededRegistry",
     "_seeded_storage",
     "basic_registry",
+    "ecr_emulator",
     "fault_proxy",
     "oci_layout",
     "proxied_registry",

@@ -175,7 +175,7 @@ def _manager_with(plugin: object, name: str) -> pluggy.PluginManager:
 
 
 def test_kind_defaults_to_oci_and_detection_claims() -> None:
-    plugins = Plugins.load(extra=[AcmePlugin()])
+    plugins = Plugins.load(allow=["ocync_oci"], extra=[AcmePlugin()])
     assert plugins.kind_for(GENERIC) == "oci"
     assert plugins.kind_for(RegistrySettings(host="eu.acme.test")) == "acme"
     assert plugins.known_kinds() == ["acme", "oci"]
@@ -191,14 +191,14 @@ def test_explicit_kind_wins_over_detection() -> None:
 
 
 def test_unknown_explicit_kind_is_bad_input_naming_kinds() -> None:
-    plugins = Plugins.load(extra=[AcmePlugin()])
+    plugins = Plugins.load(allow=["ocync_oci"], extra=[AcmePlugin()])
     with pytest.raises(BadInput) as caught:
         plugins.kind_for(RegistrySettings(host="r.example", name="mirror", kind="acm"))
     message = str(caught.value)
     assert "'acm'" in message and "acme, oci" in message and "mirror" in message
     assert "did you mean 'acme'" in message
     with pytest.raises(BadInput, match="'ecr'"):
-        Plugins.load().upload_strategy(RegistrySettings(host="r.example", kind="ecr"))
+        Plugins.load(allow=["ocync_oci"]).upload_strategy(RegistrySettings(host="r.example", kind="ecr"))
 
 
 def test_resolve_returns_copy_with_kind() -> None:
@@ -214,7 +214,7 @@ def test_resolve_returns_copy_with_kind() -> None:
 
 
 def test_generic_plugin_answers_every_hook() -> None:
-    plugins = Plugins.load()
+    plugins = Plugins.load(allow=["ocync_oci"])  # the generic plugin alone
     assert plugins.mount_policy(GENERIC) == MountPolicy(
         mode=MountMode.WITH_FROM, not_mounted_statuses=frozenset({401, 403, 404})
     )
@@ -232,7 +232,7 @@ def test_generic_plugin_answers_every_hook() -> None:
 
 
 def test_specific_plugin_wins_for_its_kind_only() -> None:
-    plugins = Plugins.load(extra=[AcmePlugin()])
+    plugins = Plugins.load(allow=["ocync_oci"], extra=[AcmePlugin()])
     acme = RegistrySettings(host="eu.acme.test")
     assert plugins.mount_policy(acme) == MountPolicy(mode=MountMode.NEVER)
     assert plugins.mount_policy(GENERIC) == ocync_oci.MOUNT_POLICY

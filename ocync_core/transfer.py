@@ -251,13 +251,19 @@ class BlobMover:
                 return
             session = result.session
         policy = target.retry_policy
+        reauthorized = False
         for attempt in range(1, policy.attempts + 1):
             try:
                 await self._stream(source, source_repo, target, target_repo, blob, session)
                 break
             except Exception as exc:
-                if attempt == policy.attempts or not _worth_retrying(exc):
+                # A streamed body is sent once, so the client cannot re-authorize a 401 on it
+                # (a token that expired or rotated mid-upload): restart the move once, whose
+                # first (replayable) request re-authorizes.
+                refused = isinstance(exc, RegistryError) and exc.status == 401 and not reauthorized
+                if attempt == policy.attempts or not (refused or _worth_retrying(exc)):
                     raise
+                reauthorized = reauthorized or refused
                 # A streamed upload cannot be resumed portably: start a new session.
                 session = None
                 wait = policy.delay(attempt, _retry_after(exc))

@@ -198,7 +198,9 @@ def test_unknown_explicit_kind_is_bad_input_naming_kinds() -> None:
     assert "'acm'" in message and "acme, oci" in message and "mirror" in message
     assert "did you mean 'acme'" in message
     with pytest.raises(BadInput, match="'ecr'"):
-        Plugins.load(allow=["ocync_oci"]).upload_strategy(RegistrySettings(host="r.example", kind="ecr"))
+        Plugins.load(allow=["ocync_oci"]).upload_strategy(
+            RegistrySettings(host="r.example", kind="ecr")
+        )
 
 
 def test_resolve_returns_copy_with_kind() -> None:

@@ -35,7 +35,7 @@ import re
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -155,35 +155,38 @@ def _registry_error(code: str, message: str) -> bytes:
 
 
 class _RateLimiter:
-    """Per-action sliding one-second windows (admitted requests only)."""
+    """Per-action token buckets, as AWS enforces API rate quotas: `rate` tokens a second and a
+    bucket of one second's worth, so a steady client at the rate is never refused while a
+    burst above it is."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._limits: dict[str, float] = {}
-        self._arrivals: dict[str, deque[float]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # action -> (tokens, last refill)
         self.throttled: Counter[str] = Counter()
 
     def set(self, action: str, per_second: float | None) -> None:
         with self._lock:
             if per_second is None:
                 self._limits.pop(action, None)
+                self._buckets.pop(action, None)
             else:
                 self._limits[action] = per_second
-                self._arrivals.setdefault(action, deque())
+                self._buckets[action] = (per_second, time.monotonic())
 
     def admit(self, action: str) -> bool:
         now = time.monotonic()
         with self._lock:
-            limit = self._limits.get(action)
-            if limit is None:
+            rate = self._limits.get(action)
+            if rate is None:
                 return True
-            q = self._arrivals[action]
-            while q and q[0] <= now - 1.0:
-                q.popleft()
-            if len(q) >= limit:
+            tokens, last = self._buckets[action]
+            tokens = min(rate, tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[action] = (tokens, now)
                 self.throttled[action] += 1
                 return False
-            q.append(now)
+            self._buckets[action] = (tokens - 1.0, now)
             return True
 
 

@@ -176,7 +176,6 @@ def test_parse_ecr_host(host: str, expected: EcrHost) -> None:
         f"{ACCOUNT}.dkr.ecr.us-east-1.on.aws",  # IPv4 label, dual-stack suffix
         f"{ACCOUNT}.dkr-ecr.us-east-1.amazonaws.com",  # dual-stack label, IPv4 suffix
         f"{ACCOUNT}.dkr.ecr.amazonaws.com",  # no region
-        "public.ecr.aws",  # ECR Public: not claimed yet
         "ghcr.io",
         "127.0.0.1:5000",
     ],

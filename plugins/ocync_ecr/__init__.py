@@ -29,9 +29,10 @@ from ocync_core.policies import (
 )
 from ocync_ecr.auth import EcrAuth
 from ocync_ecr.aws import EcrApi
-from ocync_ecr.detect import EcrHost, parse_ecr_host
+from ocync_ecr.detect import EcrHost, is_ecr_public_host, parse_ecr_host
 from ocync_ecr.existence import BatchExistenceChecker
 from ocync_ecr.options import EcrRegistryConfig
+from ocync_ecr.public import ECR_PUBLIC_KIND, EcrPublicAuth
 from ocync_ecr.repositories import EcrRepositories, MissingRepository, missing_repository_hint
 from ocync_ecr.throttle import THROTTLE_POLICY
 
@@ -66,8 +67,9 @@ __all__ = [
 ]
 
 KIND = "ecr"
-OCYNC_KINDS = (KIND,)
+OCYNC_KINDS = (KIND, ECR_PUBLIC_KIND)
 OCYNC_HOSTS = (
+    "public.ecr.aws (kind ecr-public)",
     "<account>.dkr.ecr.<region>.amazonaws.com",
     "<account>.dkr.ecr-fips.<region>.amazonaws.com",
     "<account>.dkr-ecr[-fips].<region>.on.aws (dual-stack)",
@@ -94,6 +96,8 @@ def _ours(kind: str) -> bool:
 
 @hookimpl
 def ocync_registry_kind(registry: RegistrySettings) -> str | None:
+    if is_ecr_public_host(registry.host):
+        return ECR_PUBLIC_KIND
     return KIND if parse_ecr_host(registry.host) is not None else None
 
 
@@ -101,6 +105,9 @@ def ocync_registry_kind(registry: RegistrySettings) -> str | None:
 def ocync_auth_provider(
     registry: RegistrySettings, kind: str, http: httpx.AsyncClient
 ) -> AuthProvider | None:
+    if kind == ECR_PUBLIC_KIND:
+        # Everything else about ECR Public is a standard registry: only auth differs.
+        return EcrPublicAuth(registry, http)
     if not _ours(kind):
         return None
     auth_type = registry.options.get("auth_type", "auto")

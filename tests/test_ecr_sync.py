@@ -31,9 +31,6 @@ from ocync_core import mediatypes
 
 ACCEPT = {"Accept": ", ".join(mediatypes.MANIFEST_ACCEPT)}
 
-pytest.importorskip("boto3")
-pytest.importorskip("moto.server")
-
 
 def _env(emu: EcrEmulator, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

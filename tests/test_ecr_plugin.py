@@ -207,7 +207,7 @@ def test_plugin_loads_and_wins_kind_resolution() -> None:
     explicit = RegistrySettings(host="ecr.internal.example", kind="ecr")
     assert plugins.throttle_policy(explicit) is THROTTLE_POLICY
     info = {p.name: p for p in plugins.describe()}["ocync_ecr"]
-    assert info.kinds == ("ecr",)
+    assert info.kinds == ("ecr", "ecr-public")
     assert info.hosts
 
 

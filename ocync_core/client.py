@@ -38,7 +38,7 @@ from ocync_core.manifest import (
 )
 from ocync_core.policies import Action, MountMode, Scopes, UploadMode
 from ocync_core.registry import RegistrySettings
-from ocync_core.retry import RetryPolicy, describe_request, with_retries
+from ocync_core.retry import RetryPolicy, describe_request, is_certificate_error, with_retries
 from ocync_core.throttle import RegistryThrottle
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class RegistryClient:
                 last = exc
                 # A certificate the server presented but we cannot trust means the server
                 # speaks TLS: falling back to HTTP would only hide the real problem.
-                if has_fallback and not _is_certificate_error(exc):
+                if has_fallback and not is_certificate_error(exc):
                     log.debug(
                         "%s: %s unreachable (%s), trying next", self.registry.label, base, exc
                     )
@@ -193,7 +193,7 @@ class RegistryClient:
                 raise RegistryError.from_response(response, what=f"ping {self.registry.label}")
             return base
         hint = ""
-        if last is not None and _is_certificate_error(last):
+        if last is not None and is_certificate_error(last):
             hint = "; give the registry's CA certificate with ca_file (--src/--dest-ca-file)"
         raise TransferError(
             f"registry {self.registry.label}: cannot connect to {base} ({_describe(last)}){hint}"
@@ -659,17 +659,6 @@ def _describe(error: BaseException | None) -> str:
             return f"TLS certificate verification failed: {seen.verify_message or seen}"
         seen = seen.__cause__ or seen.__context__
     return text or (type(error).__name__ if error else "unknown error")
-
-
-def _is_certificate_error(error: BaseException) -> bool:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
-            seen
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _pull(repository: str) -> Scopes:

@@ -35,6 +35,7 @@ __all__ = [
     "RetryExhausted",
     "RetryPolicy",
     "describe_request",
+    "is_certificate_error",
     "is_retryable_exception",
     "parse_retry_after",
     "with_retries",
@@ -181,18 +182,21 @@ def describe_request(method: str, url: str | httpx.URL) -> str:
     return f"{method.upper()} {parsed.copy_with(query=None, fragment=None, userinfo=b'')}"
 
 
-def is_retryable_exception(error: BaseException) -> bool:
-    """A transient transport failure; a TLS certificate refusal is not transient."""
-    if not isinstance(error, RETRYABLE_EXCEPTIONS):
-        return False
+def is_certificate_error(error: BaseException) -> bool:
+    """True when a TLS certificate was refused anywhere in the exception's chain."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
             seen
         ):
-            return False
+            return True
         seen = seen.__cause__ or seen.__context__
-    return True
+    return False
+
+
+def is_retryable_exception(error: BaseException) -> bool:
+    """A transient transport failure; a TLS certificate refusal is not transient."""
+    return isinstance(error, RETRYABLE_EXCEPTIONS) and not is_certificate_error(error)
 
 
 async def with_retries(

@@ -43,7 +43,13 @@ from ocync_core.throttle import RegistryThrottle
 
 if TYPE_CHECKING:
     from ocync_core.plugins import Plugins
-    from ocync_core.policies import AuthProvider, ExistenceChecker, MountPolicy, UploadStrategy
+    from ocync_core.policies import (
+        AuthProvider,
+        ExistenceChecker,
+        MountPolicy,
+        RepositoryPreparer,
+        UploadStrategy,
+    )
 
 __all__ = [
     "BlobReader",
@@ -138,6 +144,8 @@ class RegistryClient:
         self.mount_policy: MountPolicy = plugins.mount_policy(self.registry)
         self.upload_strategy: UploadStrategy = plugins.upload_strategy(self.registry)
         self._existence: ExistenceChecker | None = None
+        self._preparer: RepositoryPreparer | None = None
+        self._preparer_known = False
         self.throttle = RegistryThrottle(
             plugins.throttle_policy(self.registry), self.registry.max_concurrent
         )
@@ -154,6 +162,15 @@ class RegistryClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    @property
+    def repository_preparer(self) -> RepositoryPreparer | None:
+        """The plugin's repository preparer for this registry, made once (it may hold an SDK
+        session whose credential resolution should not be repeated per repository)."""
+        if not self._preparer_known:
+            self._preparer = self.plugins.repository_preparer(self.registry)
+            self._preparer_known = True
+        return self._preparer
 
     @property
     def existence_checker(self) -> ExistenceChecker:

@@ -106,7 +106,7 @@ async def copy_image(
     result.media_type = manifest.media_type
     if isinstance(manifest, ImageIndex):
         result.platforms = [str(d.platform) for d in manifest.manifests if d.platform]
-    preparer = target.plugins.repository_preparer(target.registry)
+    preparer = target.repository_preparer
     if preparer is not None:
         await preparer.ensure(target_ref.repository)
     tree = ManifestTree(

@@ -81,7 +81,7 @@ class _Run:
         async with lock:
             if key in self._ready:
                 return
-            preparer = client.plugins.repository_preparer(client.registry)
+            preparer = client.repository_preparer
             if preparer is not None and await preparer.ensure(repository):
                 log.info("created repository %s on %s", repository, client.registry.label)
             self._ready.add(key)

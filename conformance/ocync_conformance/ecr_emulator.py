@@ -44,6 +44,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ocync_conformance.proxy import (
+    _BLOB_RE,
+    _MANIFEST_RE,
+    _TAGS_RE,
+    _UPLOAD_SESSION_RE,
+    _UPLOAD_START_RE,
+    classify,
+)
+from ocync_conformance.proxy import _HOP_BY_HOP as _PROXY_HOP_BY_HOP
+
 if TYPE_CHECKING:
     from ocync_conformance.registry_process import RegistryProcess
 
@@ -74,28 +84,8 @@ _ECR_TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 _AMZ_JSON = "application/x-amz-json-1.1"
 _CHUNK = 1024 * 1024
 
-_NAME = r"(?P<name>[^?#]+?)"
-_MANIFEST_RE = re.compile(rf"^/v2/{_NAME}/manifests/(?P<ref>[^/]+)$")
-_UPLOAD_START_RE = re.compile(rf"^/v2/{_NAME}/blobs/uploads/?$")
-_UPLOAD_SESSION_RE = re.compile(rf"^/v2/{_NAME}/blobs/uploads/[^/]+$")
-_BLOB_RE = re.compile(rf"^/v2/{_NAME}/blobs/[^/]+$")
-_TAGS_RE = re.compile(rf"^/v2/{_NAME}/tags/list$")
-
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "expect",
-    }
-)
+# The emulator re-frames bodies itself, so their framing headers are not copied either.
+_HOP_BY_HOP = _PROXY_HOP_BY_HOP | {"content-length", "expect"}
 
 
 def data_action(method: str, path: str) -> tuple[str, str | None, str | None]:
@@ -145,8 +135,6 @@ class DataRequest:
 
 
 def _kind(method: str, target: str) -> str:
-    from ocync_conformance.proxy import classify
-
     return str(classify(method, target))
 
 

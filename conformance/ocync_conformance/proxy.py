@@ -89,8 +89,10 @@ MANIFEST_ACTIONS: frozenset[str] = frozenset(
     {ProxyAction.MANIFEST_HEAD, ProxyAction.MANIFEST_GET, ProxyAction.MANIFEST_PUT}
 )
 
-_NAME = r"[^?#]+?"  # repository names contain slashes; the suffix decides what the request is
-_MANIFEST_RE = re.compile(rf"^/v2/{_NAME}/manifests/[^/]+$")
+# Repository names contain slashes; the suffix decides what the request is. The groups let
+# other kit servers (the ECR emulator) read the repository and reference from the same patterns.
+_NAME = r"(?P<name>[^?#]+?)"
+_MANIFEST_RE = re.compile(rf"^/v2/{_NAME}/manifests/(?P<ref>[^/]+)$")
 _UPLOAD_START_RE = re.compile(rf"^/v2/{_NAME}/blobs/uploads/?$")
 _UPLOAD_SESSION_RE = re.compile(rf"^/v2/{_NAME}/blobs/uploads/[^/]+$")
 _BLOB_RE = re.compile(rf"^/v2/{_NAME}/blobs/[^/]+$")

@@ -29,6 +29,7 @@ from ocync_core.errors import (
     RegistryError,
     TransferError,
 )
+from ocync_core.http_transport import RegistryTransport
 from ocync_core.manifest import (
     MAX_MANIFEST_SIZE,
     Descriptor,
@@ -128,14 +129,12 @@ class RegistryClient:
         self.registry = plugins.resolve(registry)
         self.plugins = plugins
         self.http = httpx.AsyncClient(
-            verify=_tls_context(self.registry),
-            timeout=httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None),
-            limits=httpx.Limits(
+            transport=RegistryTransport(
+                ssl_context=httpx.create_ssl_context(verify=_tls_context(self.registry)),
                 max_connections=self.registry.max_concurrent,
-                max_keepalive_connections=self.registry.max_concurrent,
             ),
+            timeout=httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None),
             follow_redirects=False,
-            trust_env=True,
             # Blobs and manifests are content-addressed: the bytes must arrive exactly as stored,
             # so no compressing proxy or CDN may re-encode them on the way.
             headers={"User-Agent": f"ocync/{__version__}", "Accept-Encoding": "identity"},

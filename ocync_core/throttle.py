@@ -98,10 +98,11 @@ class AimdWindow:
 
     async def acquire(self) -> None:
         """Wait for a slot. Cancellation while waiting takes none."""
-        await trio.lowlevel.checkpoint_if_cancelled()
+        # Checkpoint before taking a slot, not after: under load a trip through trio's run
+        # queue takes milliseconds, and a slot held meanwhile is capacity the registry never sees.
+        await trio.lowlevel.checkpoint()
         if self._in_flight < self.limit and not self._lot:
             self._set_in_flight(self._in_flight + 1)
-            await trio.lowlevel.cancel_shielded_checkpoint()
             return
         # `_wake` counts the slot as ours before unparking us, so when park returns we hold it;
         # a task that is already rescheduled can no longer be cancelled out of park.
@@ -362,7 +363,10 @@ class RegistryThrottle:
             # A private borrower per slot: one task may hold several slots at once (a blob GET
             # streaming into an upload PUT), which a task-keyed CapacityLimiter would refuse.
             borrower = object()
-            await self.aggregate.acquire_on_behalf_of(borrower)
+            try:
+                self.aggregate.acquire_on_behalf_of_nowait(borrower)  # the window checkpointed
+            except trio.WouldBlock:
+                await self.aggregate.acquire_on_behalf_of(borrower)
             try:
                 yield Ticket(self, window, key)
             finally:

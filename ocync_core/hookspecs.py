@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import Any
+
     import click
     import httpx
     from pydantic import BaseModel
@@ -158,6 +162,21 @@ def ocync_registry_config_model() -> type[BaseModel] | None:
 @hookspec
 def ocync_register_commands(cli: click.Group) -> None:
     """Add click commands to the ``ocync`` command group."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Conformance kit
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def ocync_conformance_environments() -> Mapping[str, Callable[[Path], Any]] | None:
+    """Return the conformance-kit environments this plugin brings, by name, or None.
+
+    Each value takes a work directory and returns a context manager that starts the emulated
+    registry and yields an `ocync_conformance.environments.Target`. Only the conformance kit
+    calls this hook (ocync itself never imports the kit).
+    """
 
 
 def _hook_names() -> list[str]:

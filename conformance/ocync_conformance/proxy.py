@@ -42,8 +42,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from ocync_conformance.certs import ServerCert
 
 __all__ = [
     "MANIFEST_ACTIONS",
@@ -420,6 +423,15 @@ class _Server(ThreadingHTTPServer):
     # Default backlog 5 drops SYNs under a burst of parallel connections (1 s retransmits).
     request_queue_size = 1024
     proxy: FaultProxy
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake runs in the connection's own thread (`_Handler.setup`), so a slow
+            # or broken client never stalls the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -431,6 +443,10 @@ class _Handler(BaseHTTPRequestHandler):
     _bytes_out = 0
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+            self.request.settimeout(None)
         super().setup()
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -635,7 +651,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _rewrite(self, value: str) -> str:
         proxy = self.server.proxy
         host = self.headers.get("Host") or proxy.host
-        return value.replace(proxy.upstream, f"http://{host}")
+        return value.replace(proxy.upstream, f"{proxy.scheme}://{host}")
 
     def _forward(self, method: str, target: str, decision: _Decision) -> tuple[int, str | None]:
         try:
@@ -819,6 +835,8 @@ class FaultProxy:
         rules: fault rules active from the start (more via `add_rule` and the helpers).
         seed: seeds the RNG behind probabilistic rules.
         ssl_context: for an https upstream (default: the upstream's `.verify` or system trust).
+        server_cert: serve HTTPS with this certificate (e.g. the upstream's own, so a client
+            that trusts the registry's CA trusts the proxy too); plain HTTP when None.
     """
 
     def __init__(
@@ -829,6 +847,7 @@ class FaultProxy:
         rules: Iterable[FaultRule] = (),
         seed: int = 0,
         ssl_context: ssl.SSLContext | None = None,
+        server_cert: ServerCert | None = None,
     ) -> None:
         if not isinstance(upstream, str):
             verify = getattr(upstream, "verify", None)
@@ -859,6 +878,12 @@ class FaultProxy:
 
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
+        self.scheme = "http"
+        if server_cert is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(server_cert.cert_file, server_cert.key_file)
+            self._server.tls = tls
+            self.scheme = "https"
         self._port: int = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -881,7 +906,7 @@ class FaultProxy:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{self.scheme}://{self.host}"
 
     # -- lifecycle --------------------------------------------------------------------------
 

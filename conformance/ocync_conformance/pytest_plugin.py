@@ -6,6 +6,8 @@ imported when a fixture is first used), so installing ocync never slows down or 
 unrelated pytest runs.
 """
 
+import pytest
+
 from ocync_conformance.ecr_emulator import ecr_emulator
 from ocync_conformance.fixtures import (
     SeededRegistry,
@@ -49,3 +51,29 @@ __all__ = [
     "token_server",
     "token_signing_cert",
 ]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ocync", "ocync conformance kit")
+    group.addoption(
+        "--ocync-plugin",
+        dest="ocync_plugin",
+        metavar="NAME",
+        default=None,
+        help="load only this ocync plugin (and the built-in fallback) in the conformance suite",
+    )
+    group.addoption(
+        "--ocync-registry",
+        dest="ocync_registry",
+        metavar="URL",
+        default=None,
+        help="run the conformance suite against this already running registry "
+        "(credentials from OCYNC_REGISTRY_USERNAME / OCYNC_REGISTRY_PASSWORD)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ocync_requires(capability, why): a conformance check that needs a registry capability",
+    )

@@ -8,19 +8,23 @@ from ocync_conformance.suite import RegistryConformance
 
 class TestOciOpen(RegistryConformance):
     plugins = ["ocync_oci"]
+    claimed_hosts = ("registry.example.test:5000",)
     environment = "open"
 
 
 class TestOciBasic(RegistryConformance):
     plugins = ["ocync_oci"]
+    claimed_hosts = ("registry.example.test:5000",)
     environment = "basic"
 
 
 class TestOciBearer(RegistryConformance):
     plugins = ["ocync_oci"]
+    claimed_hosts = ("registry.example.test:5000",)
     environment = "bearer"
 
 
 class TestOciTls(RegistryConformance):
     plugins = ["ocync_oci"]
+    claimed_hosts = ("registry.example.test:5000",)
     environment = "tls"

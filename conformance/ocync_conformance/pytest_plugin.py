@@ -6,6 +6,8 @@ imported when a fixture is first used), so installing ocync never slows down or 
 unrelated pytest runs.
 """
 
+import inspect
+
 import pytest
 
 from ocync_conformance.ecr_emulator import ecr_emulator
@@ -77,3 +79,20 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "ocync_requires(capability, why): a conformance check that needs a registry capability",
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The suite's async checks run under trio whatever the plugin project's pytest config says
+    # (``trio_mode`` or not); its sync checks stay plain functions.
+    from ocync_conformance.suite.base import SuiteBase
+
+    for item in items:
+        cls = getattr(item, "cls", None)
+        function = getattr(item, "function", None)
+        if (
+            cls is not None
+            and issubclass(cls, SuiteBase)
+            and inspect.iscoroutinefunction(function)
+            and item.get_closest_marker("trio") is None
+        ):
+            item.add_marker(pytest.mark.trio)

@@ -34,9 +34,6 @@ __all__ = ["SuiteBase", "new_repository", "requires"]
 class SuiteBase:
     """Configuration and fixtures shared by every group of checks."""
 
-    # Whole-class marker: the checks are trio coroutines whatever the project's pytest config.
-    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.trio]
-
     plugins: ClassVar[Sequence[str] | None] = None
     """Installed plugins to load by name (entry point or distribution); None loads all."""
     extra_plugins: ClassVar[Sequence[object]] = ()

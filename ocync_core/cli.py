@@ -356,6 +356,61 @@ def plugins_command(as_json: bool) -> None:
         click.echo(f"    hooks: {', '.join(info.hooks)}")
 
 
+@cli.command("conformance")
+@click.argument("plugin", default="ocync_oci")
+@click.option("--registry", metavar="URL", help="Test against this running registry instead.")
+@click.option("--environment", metavar="NAME", help="The conformance environment to start.")
+@click.option("--kind", metavar="KIND", help="The registry kind to test (default: the plugin's).")
+@click.option("-k", "keyword", metavar="EXPR", help="Only the checks matching EXPR (as pytest).")
+@click.option("--junit-xml", type=click.Path(dir_okay=False), help="Also write a JUnit XML report.")
+def conformance_command(
+    plugin: str,
+    registry: str | None,
+    environment: str | None,
+    kind: str | None,
+    keyword: str | None,
+    junit_xml: str | None,
+) -> None:
+    """Run the conformance suite for PLUGIN (default: the generic ocync_oci).
+
+    Starts a local registry for the plugin's kind (or uses --registry), runs every check and
+    prints the capabilities used and the results per group of checks. Exit codes: 0 all
+    passed or skipped, 1 some check failed, 2 the suite could not run, 3 bad input.
+    """
+    import importlib.util
+
+    missing = [m for m in ("pytest", "pytest_trio") if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(
+            f"ocync conformance needs {' and '.join(missing)}: pip install 'ocync[test]'",
+            EXIT_FAILURE,
+        )
+    from ocync_conformance.runner import render, run_conformance
+    from ocync_conformance.selected import select_plugin
+
+    try:
+        selection = select_plugin(plugin, kind=kind, environment=environment)
+    except OcyncError as exc:
+        _fail(str(exc), exc.exit_code)
+        return
+    run = run_conformance(selection, registry=registry, keyword=keyword, junit_xml=junit_xml)
+    if run.checks or run.broken:
+        click.echo()
+        click.echo(render(run))
+    if run.broken:
+        _fail("the conformance suite could not run", EXIT_FAILURE)
+    if run.refusal:
+        _fail(run.refusal, EXIT_BAD_INPUT)
+    if run.failed or run.pytest_status != 0:
+        checks_failed = 1  # as `ocync sync` when some images failed
+        where = f"registry {registry}" if registry else f"environment {selection.environment}"
+        _fail(
+            f"{len(run.failed)} conformance check(s) failed for plugin {selection.plugin} "
+            f"against {where}",
+            checks_failed,
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

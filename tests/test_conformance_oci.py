@@ -28,3 +28,8 @@ class TestOciTls(RegistryConformance):
     plugins = ["ocync_oci"]
     claimed_hosts = ("registry.example.test:5000",)
     environment = "tls"
+
+
+class TestOciReferrers(RegistryConformance):
+    plugins = ["ocync_oci"]
+    environment = "referrers"

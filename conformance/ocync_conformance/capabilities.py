@@ -31,8 +31,8 @@ class Capabilities:
     """Uploads in several PATCH requests with `Content-Range`."""
     max_chunk: int | None = None
     """The largest PATCH body the registry accepts, when it has a limit."""
-    tag_pagination: bool = True
-    """`tags/list?n=` pages with a `Link` header."""
+    tag_pagination: bool = False
+    """`tags/list?n=` pages with a `Link` header (docker-registry 2.8 ignores `n`)."""
     referrers_api: bool = False
     """`GET /v2/<name>/referrers/<digest>` (OCI 1.1)."""
     batch_existence: bool = False

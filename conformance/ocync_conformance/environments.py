@@ -6,10 +6,11 @@ whatever stands beside it: a token server, moto) and yields a `Target`. Every ta
 faults, and keeps a direct way in (`Target.direct()`) for seeding and checking behind the
 plugin's back.
 
-Built-in environments: ``open``, ``basic``, ``bearer``, ``tls`` (docker-registry in its four
-auth/TLS variants), ``referrers`` (docker-registry plus the OCI 1.1 referrers API it lacks) and
-``ecr`` (the ECR emulator). A plugin adds its own with the hook
-``ocync_conformance_environments`` (see `ocync_conformance.hookspecs`).
+Environments of the built-in plugins: the generic plugin brings ``open``, ``basic``, ``bearer``,
+``tls`` (docker-registry in its four auth/TLS variants) and ``referrers`` (docker-registry plus
+what it lacks: the OCI 1.1 referrers API and tag-list pages); the ECR plugin brings ``ecr`` (the
+ECR emulator). Every plugin, built-in or not, adds its own with the hook
+``ocync_conformance_environments`` (declared in `ocync_core.hookspecs`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from ocync_core.plugins import Plugins
 
 __all__ = [
-    "BUILTIN_ENVIRONMENTS",
+    "DOCKER_REGISTRY_ENVIRONMENTS",
+    "ECR_ENVIRONMENTS",
     "EnvironmentFactory",
     "Target",
     "available_environments",
@@ -182,6 +184,25 @@ def _tls(workdir: Path) -> Iterator[Target]:
 
 
 @contextmanager
+def _referrers(workdir: Path) -> Iterator[Target]:
+    from ocync_conformance.referrers_registry import ReferrersRegistry
+    from ocync_conformance.registry_process import RegistryProcess
+
+    with (
+        RegistryProcess(workdir=workdir / "registry") as registry,
+        ReferrersRegistry(registry) as front,
+        FaultProxy(front) as proxy,
+    ):
+        yield Target(
+            name="referrers",
+            settings=RegistrySettings(host=proxy.host, url=proxy.url),
+            proxy=proxy,
+            upstream=front.url,
+            capabilities=Capabilities(referrers_api=True, tag_pagination=True),
+        )
+
+
+@contextmanager
 def _ecr(workdir: Path) -> Iterator[Target]:
     from ocync_conformance.ecr_emulator import EcrEmulator
 
@@ -206,24 +227,21 @@ def _ecr(workdir: Path) -> Iterator[Target]:
         )
 
 
-BUILTIN_ENVIRONMENTS: dict[str, EnvironmentFactory] = {
+# Contributed by the built-in plugins through the same hook as any third party's: the generic
+# plugin brings docker-registry in its variants, the ECR plugin the ECR emulator.
+DOCKER_REGISTRY_ENVIRONMENTS: dict[str, EnvironmentFactory] = {
     "open": _open,
     "basic": _basic,
     "bearer": _bearer,
     "tls": _tls,
-    "ecr": _ecr,
+    "referrers": _referrers,
 }
+ECR_ENVIRONMENTS: dict[str, EnvironmentFactory] = {"ecr": _ecr}
 
 
-def available_environments() -> dict[str, EnvironmentFactory]:
-    """Built-in environments, then those installed plugins contribute (a plugin may not
-    replace a built-in one)."""
-    found = dict(BUILTIN_ENVIRONMENTS)
-    for name, factory in contributed_environments().items():
-        if name in BUILTIN_ENVIRONMENTS:
-            raise ValueError(f"a plugin's conformance environment {name!r} clashes with a built-in")
-        found[name] = factory
-    return found
+def available_environments(plugins: Plugins | None = None) -> dict[str, EnvironmentFactory]:
+    """Every environment the loaded plugins contribute, built-in plugins included."""
+    return contributed_environments(plugins)
 
 
 def contributed_environments(plugins: Plugins | None = None) -> dict[str, EnvironmentFactory]:

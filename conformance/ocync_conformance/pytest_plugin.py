@@ -72,6 +72,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run the conformance suite against this already running registry "
         "(credentials from OCYNC_REGISTRY_USERNAME / OCYNC_REGISTRY_PASSWORD)",
     )
+    group.addoption(
+        "--ocync-environment",
+        dest="ocync_environment",
+        metavar="NAME",
+        default=None,
+        help="the environment the suite of --ocync-plugin starts (default: the first one the "
+        "plugin contributes, else one named after its kind, else open)",
+    )
+    group.addoption(
+        "--ocync-kind",
+        dest="ocync_kind",
+        metavar="KIND",
+        default=None,
+        help="the registry kind the suite of --ocync-plugin tests (default: the plugin's first "
+        "declared kind)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

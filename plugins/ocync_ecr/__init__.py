@@ -37,6 +37,10 @@ from ocync_ecr.repositories import EcrRepositories, MissingRepository, missing_r
 from ocync_ecr.throttle import THROTTLE_POLICY
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import Any
+
     import httpx
     from pydantic import BaseModel
 
@@ -179,3 +183,11 @@ def ocync_repository_preparer(registry: RegistrySettings, kind: str) -> EcrRepos
 @hookimpl
 def ocync_registry_config_model() -> type[BaseModel]:
     return EcrRegistryConfig
+
+
+@hookimpl
+def ocync_conformance_environments() -> Mapping[str, Callable[[Path], Any]]:
+    # The ECR emulator (moto for the API, a real docker-registry behind the data plane).
+    from ocync_conformance.environments import ECR_ENVIRONMENTS
+
+    return ECR_ENVIRONMENTS

@@ -25,6 +25,10 @@ from ocync_core.policies import (
 from ocync_oci.existence import BlobHeadClient, HeadExistenceChecker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import Any
+
     import click
     import httpx
     from pydantic import BaseModel
@@ -138,3 +142,12 @@ def ocync_registry_config_model() -> type[BaseModel] | None:
 @hookimpl(trylast=True)
 def ocync_register_commands(cli: click.Group) -> None:
     return None  # no commands beyond the core's
+
+
+@hookimpl(trylast=True)
+def ocync_conformance_environments() -> Mapping[str, Callable[[Path], Any]]:
+    # docker-registry in its auth/TLS variants, plus the referrers API it lacks; imported only
+    # when the conformance kit asks, so ocync itself never loads the kit.
+    from ocync_conformance.environments import DOCKER_REGISTRY_ENVIRONMENTS
+
+    return DOCKER_REGISTRY_ENVIRONMENTS

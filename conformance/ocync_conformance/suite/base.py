@@ -115,7 +115,7 @@ def requires(capability: str, why: str = "") -> pytest.MarkDecorator:
 
 
 def new_repository(target: Target, label: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40] or "check"
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower())[:40].strip("-") or "check"
     name = f"conformance/{slug}-{secrets.token_hex(3)}"
     target.create_repository(name)
     return name

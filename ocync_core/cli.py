@@ -1,6 +1,7 @@
 """The `ocync` command line: a thin layer of click commands over `ocync_core.api`.
 
-Exit codes: 0 success, 2 failure, 3 bad input, 4 authentication refused.
+Exit codes: 0 success, 1 partial (some images or conformance checks failed), 2 failure, 3 bad
+input, 4 authentication refused.
 """
 
 from __future__ import annotations
@@ -382,7 +383,7 @@ def conformance_command(
     missing = [m for m in ("pytest", "pytest_trio") if importlib.util.find_spec(m) is None]
     if missing:
         _fail(
-            f"ocync conformance needs {' and '.join(missing)}: pip install 'ocync[test]'",
+            f"ocync conformance needs {' and '.join(missing)}: pip install 'ocync[conformance]'",
             EXIT_FAILURE,
         )
     from ocync_conformance.runner import render, run_conformance

@@ -8,6 +8,12 @@ import pytest
 
 from ocync_conformance.registry_process import RegistryProcess
 
+# pytester runs the conformance suite on deliberately broken plugins (test_conformance_broken).
+pytest_plugins = ["pytester"]
+# The sample plugin's own tests run in the fresh venv of test_conformance_thirdparty, where
+# ocync-tiny is installed; here, without it, they could only fail.
+collect_ignore = ["fixtures"]
+
 
 @pytest.fixture
 def target_registry(

@@ -110,7 +110,11 @@ class SuiteBase:
 
 
 def requires(capability: str, why: str = "") -> pytest.MarkDecorator:
-    """Mark a check as needing `capability`; without it the check is skipped, saying why."""
+    """Mark a check as needing `capability`; without it the check is skipped, saying why.
+
+    Skip from a marker or a sync fixture, not inside an async check: pytest-trio re-raises a
+    skip from inside the trio run without its reason.
+    """
     return pytest.mark.ocync_requires(capability, why)
 
 

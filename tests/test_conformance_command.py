@@ -13,6 +13,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from tinyplugin import build_and_install_tiny, tiny_env
@@ -102,6 +103,16 @@ def test_failing_checks_exit_1_and_name_the_registry() -> None:
     assert f"1 conformance check(s) failed for plugin ocync_oci against registry {registry}" in (
         done.stderr
     )
+
+
+def test_an_already_running_registry_is_tested_through_the_proxy(shared_registry) -> None:
+    """--registry: no registry started, the running one is reached through a local proxy."""
+    done = conformance("ocync_oci", "--registry", shared_registry.url, "-k", FAST_CHECKS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"against registry {shared_registry.url}" in done.stdout
+    with httpx.Client(base_url=shared_registry.url) as http:
+        listing = http.get("/v2/_catalog", params={"n": 1000}).json()["repositories"]
+    assert any(name.startswith("conformance/test-existence") for name in listing), listing
 
 
 def test_third_party_plugin_is_tested_for_its_declared_kind(

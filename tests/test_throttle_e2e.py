@@ -88,8 +88,10 @@ class _PacedPushes:
     @hookimpl
     def ocync_throttle_policy(self, registry: RegistrySettings, kind: str) -> ThrottlePolicy:
         windows = dict(THROTTLE_POLICY.windows)
-        # A hair under the documented 10/s: the registry's clock and ours are not the same.
-        windows["manifest_write"] = WindowSpec(initial=4, rate=9.5, burst=1)
+        # A tenth under the documented 10/s: a push that waits for a window slot after taking
+        # its token reaches the registry late, next to the following one, and a registry
+        # counting any 1-s window would see 11 with only a 5% margin.
+        windows["manifest_write"] = WindowSpec(initial=4, rate=9.0, burst=1)
         return ThrottlePolicy(windows=windows, window_of=THROTTLE_POLICY.window_of)
 
 
@@ -118,7 +120,7 @@ async def test_paced_manifest_pushes_meet_no_429(proxied_registry):
     pushes = proxy.stats(MANIFEST_ACTIONS, where=lambda r: r.method == "PUT")
     assert pushes.requests == 100
     assert pushes.throttled == 0
-    assert elapsed >= 9.5  # paced, not bursted and retried
+    assert elapsed >= 9.9  # paced at 9/s, not bursted and retried
 
 
 async def test_storm_on_manifest_window_leaves_blob_reads_alone(proxied_registry):

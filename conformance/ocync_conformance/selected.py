@@ -7,8 +7,9 @@ its own::
 
 What is tested comes from the options (see `select_plugin`): the plugin (``--ocync-plugin``),
 its kind (``--ocync-kind``, else the plugin's first ``OCYNC_KINDS``) and the environment
-(``--ocync-environment``, else the first one the plugin contributes, else the built-in one
-named after the kind, else ``open``); ``--ocync-registry URL`` replaces the environment.
+(``--ocync-environment``, else one named after the kind, else the first one the plugin
+contributes when testing its main kind, else ``open``); ``--ocync-registry URL`` replaces the
+environment.
 
 `SuiteBase` reads its configuration from class attributes, so `pytest_generate_tests` (which
 pytest calls for every check of the class while collecting, before any fixture runs) sets them.
@@ -65,20 +66,23 @@ def select_plugin(name: str, kind: str | None = None, environment: str | None = 
         ) from None
     under_test = _plugin_under_test(plugins)
     known = plugins.known_kinds()
+    declared = next(i.kinds for i in plugins.describe() if i.name == under_test)
+    main_kind = declared[0] if declared else FALLBACK_KIND
     if kind is None:
-        declared = next(i.kinds for i in plugins.describe() if i.name == under_test)
-        kind = declared[0] if declared else FALLBACK_KIND
+        kind = main_kind
     elif kind not in known:
         raise BadInput(
             f"kind {kind!r} is not served by plugin {under_test!r} (known kinds: "
             f"{', '.join(known)})"
         )
     if environment is None:
+        # An environment named after the kind; else the plugin's own first one, which is for
+        # its main kind (the ECR plugin's `ecr` is no place to test its `ecr-public`).
         contributed = list(_environments_of(plugins, under_test))
-        if contributed:
-            environment = contributed[0]
-        elif kind in available_environments(plugins):
+        if kind in available_environments(plugins):
             environment = kind
+        elif contributed and kind == main_kind:
+            environment = contributed[0]
         else:
             environment = DEFAULT_ENVIRONMENT
     elif environment not in (available := available_environments()):

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lint format clean
+.PHONY: install system-deps demo test bench lint format clean
 
 install: system-deps $(STAMP)
 
@@ -32,6 +32,12 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# ocync against skopeo on the small corpus (generated once, cached in ~/.cache/ocync-bench);
+# `$(PY) -m bench --preset medium --repeat 3` writes the numbers in bench/results/latest.md.
+bench: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench --preset small --repeat 1 --no-latest
 
 lint: install
 	$(VENV)/bin/ruff check .

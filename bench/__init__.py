@@ -1,0 +1,1 @@
+"""Benchmark harness: ocync against skopeo and the theoretical minimum (`python -m bench`)."""

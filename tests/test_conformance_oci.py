@@ -32,4 +32,5 @@ class TestOciTls(RegistryConformance):
 
 class TestOciReferrers(RegistryConformance):
     plugins = ["ocync_oci"]
+    claimed_hosts = ("registry.example.test:5000",)
     environment = "referrers"

@@ -23,12 +23,8 @@ class Capabilities:
     """Reads need no credentials."""
     credentials: bool = False
     """The registry checks credentials (Basic, or Bearer tokens issued for them)."""
-    bearer_tokens: bool = False
-    """Auth goes through a token realm (`WWW-Authenticate: Bearer`)."""
     mount: bool = True
     """Cross-repository blob mount (`POST ?mount=&from=`) answers 201 when the blob is there."""
-    chunked_upload: bool = True
-    """Uploads in several PATCH requests with `Content-Range`."""
     max_chunk: int | None = None
     """The largest PATCH body the registry accepts, when it has a limit."""
     tag_pagination: bool = False
@@ -37,15 +33,8 @@ class Capabilities:
     """`GET /v2/<name>/referrers/<digest>` (OCI 1.1)."""
     batch_existence: bool = False
     """The plugin checks many blobs in one request (e.g. ECR's BatchCheckLayerAvailability)."""
-    immutable_tags: bool = False
-    """Repositories can refuse to overwrite a tag."""
     docker_v2_manifests: bool = True
     """Docker v2 schema 2 manifests and manifest lists are stored as sent."""
-    delete: bool = True
-    """Manifests can be deleted (the suite uses it to reset state)."""
-
-    def replace(self, **changes: object) -> Capabilities:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def table(self) -> list[tuple[str, str]]:
         """(name, value) rows, for `ocync conformance` and reports."""

@@ -157,7 +157,7 @@ def _bearer(workdir: Path) -> Iterator[Target]:
             settings=settings,
             proxy=proxy,
             upstream=registry.url,
-            capabilities=Capabilities(credentials=True, bearer_tokens=True),
+            capabilities=Capabilities(credentials=True),
             direct_auth=ChallengeAuth(TEST_USERNAME, TEST_PASSWORD),
             wrong_credentials=replace(settings, password="not-" + TEST_PASSWORD),
         )
@@ -219,7 +219,6 @@ def _ecr(workdir: Path) -> Iterator[Target]:
                 anonymous_pull=False,
                 credentials=True,
                 batch_existence=True,
-                immutable_tags=True,
             ),
             direct_auth=httpx.BasicAuth("AWS", emulator.password),
             env=emulator.env(),

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         AuthProvider,
         ExistenceChecker,
         MountPolicy,
+        ReadPolicy,
         RepositoryPreparer,
         UploadStrategy,
     )
@@ -142,6 +143,7 @@ class RegistryClient:
         self.auth: AuthProvider = plugins.auth_provider(self.registry, self.http)
         self.mount_policy: MountPolicy = plugins.mount_policy(self.registry)
         self.upload_strategy: UploadStrategy = plugins.upload_strategy(self.registry)
+        self.read_policy: ReadPolicy = plugins.read_policy(self.registry)
         self._existence: ExistenceChecker | None = None
         self._preparer: RepositoryPreparer | None = None
         self._preparer_known = False
@@ -151,7 +153,8 @@ class RegistryClient:
         self.retry_policy = RetryPolicy()
         self._base: str | None = None
         self._base_lock = trio.Lock()
-        self._referrers_api: bool | None = None  # learnt from the first referrers request
+        # Learnt from the first referrers request, unless the plugin knows the API is missing.
+        self._referrers_api: bool | None = None if self.read_policy.referrers_api else False
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ExistenceChecker,
         MountPolicy,
         PushOutcome,
+        ReadPolicy,
         RepositoryPreparer,
         ThrottlePolicy,
         UploadStrategy,
@@ -109,6 +110,14 @@ def ocync_mount_policy(registry: RegistrySettings, kind: str) -> MountPolicy | N
 @hookspec(firstresult=True)
 def ocync_upload_strategy(registry: RegistrySettings, kind: str) -> UploadStrategy | None:
     """Return how blobs are uploaded to this registry (POST+PUT, one PATCH, chunks).
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def ocync_read_policy(registry: RegistrySettings, kind: str) -> ReadPolicy | None:
+    """Return how to read this registry as a source (HEAD before GET, referrers API or not).
 
     Stops at first non-None result.
     """

@@ -52,6 +52,7 @@ from ocync_core.policies import (
     ExistenceChecker,
     MountPolicy,
     PushOutcome,
+    ReadPolicy,
     RepositoryPreparer,
     ThrottlePolicy,
     UploadStrategy,
@@ -301,6 +302,9 @@ class Plugins:
 
     def upload_strategy(self, registry: RegistrySettings) -> UploadStrategy:
         return self._first("ocync_upload_strategy", UploadStrategy, registry)
+
+    def read_policy(self, registry: RegistrySettings) -> ReadPolicy:
+        return self._first("ocync_read_policy", ReadPolicy, registry)
 
     def throttle_policy(self, registry: RegistrySettings) -> ThrottlePolicy:
         return self._first("ocync_throttle_policy", ThrottlePolicy, registry)

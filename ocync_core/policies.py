@@ -23,6 +23,7 @@ __all__ = [
     "MountMode",
     "MountPolicy",
     "PushOutcome",
+    "ReadPolicy",
     "RepositoryPreparer",
     "Scopes",
     "ThrottlePolicy",
@@ -139,6 +140,21 @@ class ThrottlePolicy:
 
     def window_for(self, action: Action) -> str:
         return self.window_of.get(action, self.default_window)
+
+
+@dataclass(frozen=True)
+class ReadPolicy:
+    """How ocync reads manifests and referrers from a registry it copies from.
+
+    `head_first`: learn a tag's digest by HEAD before any manifest GET, even when a target
+    lacks the tag. Registries that count GETs against a pull quota (Docker Hub) want it; the
+    default saves that HEAD, fetching the manifest by tag at once when it is needed anyway.
+    `referrers_api`: False for a registry known to lack the OCI 1.1 referrers API (GHCR), so
+    referrers are looked up by fallback tag without asking the API first.
+    """
+
+    head_first: bool = False
+    referrers_api: bool = True
 
 
 @dataclass(frozen=True)

@@ -589,3 +589,26 @@ def test_tls_upstream(
         assert r.status_code == 202
         assert r.headers["Location"].startswith(proxy.url)
         assert push_blob(c, REPO, b"over tls") == sha256_digest(b"over tls")
+
+
+def test_fail_when_predicate_sees_headers(proxied_registry: ProxiedRegistry) -> None:
+    """A quirk rule keyed on a request header: only a PATCH above 1 KiB is refused."""
+    proxy = proxied_registry.proxy
+    rule = proxy.fail(
+        ProxyAction.UPLOAD_CHUNK, 416, when=lambda request: request.content_length > 1024
+    )
+    with proxied_registry.client() as c:
+        started = c.post(f"/v2/{REPO}/blobs/uploads/")
+        assert started.status_code == 202
+        location = started.headers["Location"]
+        small = c.patch(
+            location, content=b"x" * 1024, headers={"Content-Type": "application/octet-stream"}
+        )
+        assert small.status_code == 202
+        big = c.patch(
+            small.headers["Location"],
+            content=b"y" * 1025,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert big.status_code == 416
+    assert rule.fired == 1

@@ -57,6 +57,7 @@ __all__ = [
     "FaultRule",
     "ProxyAction",
     "RequestRecord",
+    "RequestView",
     "classify",
 ]
 
@@ -245,15 +246,34 @@ class FaultKind(enum.StrEnum):
     DELAY = "delay"
 
 
+@dataclass(frozen=True)
+class RequestView:
+    """What a rule's `when` predicate sees of a request (headers with lowercase names)."""
+
+    method: str
+    target: str
+    headers: Mapping[str, str]
+
+    @property
+    def content_length(self) -> int:
+        try:
+            return int(self.headers.get("content-length", "0"))
+        except ValueError:
+            return 0
+
+
 @dataclass(eq=False, kw_only=True)
 class FaultRule:
     """One fault. Build them with the `FaultProxy` helpers (`limit_concurrency`, `fail`, ...).
 
     Scope: `actions` (None = all), `path` (regex searched in the request target, query
-    included), `methods` (None = all). Trigger (all kinds except the two limits, which
-    apply whenever their limit is exceeded): `skip` matching requests pass first; then each
-    matching request fires with probability `rate` (None = always), at most `count` times
-    (None = unbounded). Draws come from the proxy's seeded RNG, so a given request order gives
+    included), `methods` (None = all), `when` (None = all: a predicate on the request's
+    method, target and headers, for quirks such as "a PATCH above 4 MiB").
+
+    Trigger (all kinds except the two limits, which apply whenever their limit is exceeded):
+    `skip` matching requests pass first; then each matching request fires with probability
+    `rate` (None = always), at most `count` times (None = unbounded). Draws come from the
+    proxy's seeded RNG, so a given request order gives
     the same faults. `fired` counts firings; the rule's `name` goes in the log.
     """
 
@@ -261,6 +281,7 @@ class FaultRule:
     actions: frozenset[str] | None = None
     path: re.Pattern[str] | None = None
     methods: frozenset[str] | None = None
+    when: Callable[[RequestView], bool] | None = None
     rate: float | None = None
     count: int | None = None
     skip: int = 0
@@ -295,11 +316,12 @@ class FaultRule:
         if self.rate is not None and not 0.0 <= self.rate <= 1.0:
             raise ValueError("rate is a probability in [0, 1]")
 
-    def matches(self, action: str, method: str, target: str) -> bool:
+    def matches(self, action: str, request: RequestView) -> bool:
         return (
             (self.actions is None or action in self.actions)
-            and (self.methods is None or method in self.methods)
-            and (self.path is None or self.path.search(target) is not None)
+            and (self.methods is None or request.method in self.methods)
+            and (self.path is None or self.path.search(request.target) is not None)
+            and (self.when is None or self.when(request))
         )
 
     def __repr__(self) -> str:
@@ -478,7 +500,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._bytes_out = 0
         decision = _Decision()
         try:
-            decision = proxy._decide(action, method, target)
+            request = RequestView(method, target, {k.lower(): v for k, v in self.headers.items()})
+            decision = proxy._decide(action, request)
             if decision.delay > 0 and proxy._stopping.wait(decision.delay):
                 error = "proxy stopped"
                 self.close_connection = True
@@ -1042,12 +1065,12 @@ class FaultProxy:
         rule.fired += 1
         return True
 
-    def _decide(self, action: str, method: str, target: str) -> _Decision:
+    def _decide(self, action: str, request: RequestView) -> _Decision:
         d = _Decision()
         now = time.monotonic()
         with self._lock:
             for rule in self._rules:
-                if not rule.matches(action, method, target):
+                if not rule.matches(action, request):
                     continue
                 kind = rule.kind
                 if kind is FaultKind.LIMIT_CONCURRENCY:
@@ -1154,11 +1177,13 @@ class FaultProxy:
         *,
         path: str | re.Pattern[str] | None,
         methods: Iterable[str] | None,
+        when: Callable[[RequestView], bool] | None = None,
         **params: Any,
     ) -> FaultRule:
         rule = FaultRule(
             kind=kind,
             actions=_action_set(actions),
+            when=when,
             path=re.compile(path) if isinstance(path, str) else path,
             methods=frozenset(m.upper() for m in methods) if methods is not None else None,
             **params,
@@ -1229,16 +1254,19 @@ class FaultProxy:
         after_upstream: bool = False,
         path: str | re.Pattern[str] | None = None,
         methods: Iterable[str] | None = None,
+        when: Callable[[RequestView], bool] | None = None,
         name: str = "",
     ) -> FaultRule:
         """Answer `status` with a registry-style JSON error (`code`, `message`, or a raw
         `body`) instead of forwarding; with `after_upstream` the request is forwarded first
-        (the registry acts on it) and its response replaced."""
+        (the registry acts on it) and its response replaced. `when` narrows the rule to
+        requests a predicate accepts (e.g. ``lambda r: r.content_length > 4 << 20``)."""
         return self._rule(
             FaultKind.FAIL,
             actions,
             path=path,
             methods=methods,
+            when=when,
             status=status,
             rate=rate,
             count=count,

@@ -17,6 +17,7 @@ from ocync_core.policies import (
     MountMode,
     MountPolicy,
     PushOutcome,
+    ReadPolicy,
     ThrottlePolicy,
     UploadMode,
     UploadStrategy,
@@ -42,6 +43,7 @@ __all__ = [
     "MOUNT_POLICY",
     "OCYNC_HOSTS",
     "OCYNC_KINDS",
+    "READ_POLICY",
     "THROTTLE_POLICY",
     "UPLOAD_STRATEGY",
     "BlobHeadClient",
@@ -58,6 +60,7 @@ MOUNT_POLICY = MountPolicy(
     mode=MountMode.WITH_FROM, not_mounted_statuses=frozenset({401, 403, 404})
 )
 UPLOAD_STRATEGY = UploadStrategy(mode=UploadMode.POST_PUT)
+READ_POLICY = ReadPolicy()
 
 # Coarse groups: a registry that refuses one kind of request usually still serves the others
 # (reads vs writes, manifests vs blobs), so a 429 shrinks only its own group.
@@ -115,6 +118,11 @@ def ocync_mount_policy(registry: RegistrySettings, kind: str) -> MountPolicy:
 @hookimpl(trylast=True)
 def ocync_upload_strategy(registry: RegistrySettings, kind: str) -> UploadStrategy:
     return UPLOAD_STRATEGY
+
+
+@hookimpl(trylast=True)
+def ocync_read_policy(registry: RegistrySettings, kind: str) -> ReadPolicy:
+    return READ_POLICY
 
 
 @hookimpl(trylast=True)

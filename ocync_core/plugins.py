@@ -82,7 +82,16 @@ __all__ = [
 
 # Module names of the built-in plugins (importable from plugins/). Order is registration
 # order; pluggy calls later registrations first, and ocync_oci's hookimpls are trylast anyway.
-BUILTIN_PLUGINS: tuple[str, ...] = ("ocync_oci", "ocync_ecr")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "ocync_oci",
+    "ocync_ecr",
+    "ocync_dockerhub",
+    "ocync_ghcr",
+    "ocync_gar",
+    "ocync_acr",
+    "ocync_quay",
+    "ocync_chainguard",
+)
 FALLBACK_PLUGIN = "ocync_oci"
 FALLBACK_KIND = "oci"
 ENTRY_POINT_GROUP = "ocync"

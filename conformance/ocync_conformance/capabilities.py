@@ -35,6 +35,9 @@ class Capabilities:
     """The plugin checks many blobs in one request (e.g. ECR's BatchCheckLayerAvailability)."""
     docker_v2_manifests: bool = True
     """Docker v2 schema 2 manifests and manifest lists are stored as sent."""
+    documented_limits: str | None = None
+    """The registry enforces its documented request limits (429 beyond them), described here
+    (e.g. "2000 requests/min in all"); the plugin's throttle policy must stay within them."""
 
     def table(self) -> list[tuple[str, str]]:
         """(name, value) rows, for `ocync conformance` and reports."""

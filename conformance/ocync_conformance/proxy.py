@@ -282,6 +282,8 @@ class FaultRule:
     path: re.Pattern[str] | None = None
     methods: frozenset[str] | None = None
     when: Callable[[RequestView], bool] | None = None
+    # A quirk is how the emulated registry behaves, not a fault: `clear_faults` keeps it.
+    quirk: bool = False
     rate: float | None = None
     count: int | None = None
     skip: int = 0
@@ -1166,9 +1168,22 @@ class FaultProxy:
             self._rules.remove(rule)
 
     def clear_faults(self) -> None:
-        """Remove every rule; requests in flight keep the effects already decided for them."""
+        """Remove every rule but the quirks (`emulate`); requests in flight keep the effects
+        already decided for them."""
         with self._lock:
-            self._rules.clear()
+            self._rules[:] = [rule for rule in self._rules if rule.quirk]
+
+    def emulate(self, rule: FaultRule) -> FaultRule:
+        """Make `rule` part of the emulated registry: it stays through `clear_faults`.
+
+        Build it with a helper first, e.g. ``proxy.emulate(proxy.fail(...))``: the helper
+        activates it, this marks it permanent.
+        """
+        with self._lock:
+            rule.quirk = True
+            if rule not in self._rules:
+                self._rules.append(rule)
+        return rule
 
     def _rule(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 
 import pytest
@@ -13,7 +13,7 @@ import trio
 from ocync_conformance.environments import Target
 from ocync_conformance.images import push_blob, push_manifest
 from ocync_conformance.proxy import FaultProxy, ProxyAction
-from ocync_conformance.suite.base import SuiteBase
+from ocync_conformance.suite.base import SuiteBase, requires
 from ocync_core import mediatypes
 from ocync_core.client import RegistryClient
 from ocync_core.digest import Digest
@@ -31,6 +31,8 @@ _STORM_CALLS = 3  # per storming task; every call is refused, retried once, refu
 _READ_CALLS = 6  # per reading task
 _TASKS = 4
 _MAX_CONCURRENT = 3  # below every window's usual initial size, so the aggregate cap shows
+_BUSY_READS = 16  # per read action, all at once: more than any sane window admits
+_BUSY_UPLOADS = 4
 
 
 @dataclass(frozen=True)
@@ -217,3 +219,50 @@ class ThrottleChecks(SuiteBase):
         assert peak <= _MAX_CONCURRENT, (
             f"with max_concurrent {_MAX_CONCURRENT}, {peak} blob HEADs were in flight at once"
         )
+
+    @requires("documented_limits", "the registry enforces no documented request limit")
+    async def test_a_busy_client_stays_within_the_documented_limits(
+        self, client: RegistryClient, target: Target, proxy: FaultProxy, repo: str
+    ) -> None:
+        """Everything at once: the throttle policy alone must keep every request under the
+        registry's limits, so not one is refused (the retries would hide the 429s)."""
+        seeded = _seed(target, repo)
+        await client.ping()
+        proxy.reset()
+        problems: list[str] = []
+
+        async def read(action: Action) -> None:
+            problem = await _read(client, seeded, action)
+            if problem:
+                problems.append(problem)
+
+        async def upload(index: int) -> None:
+            data = f"busy upload {index} {os.urandom(8).hex()}".encode()
+            try:
+                await client.upload_blob(repo, Digest.of(data), len(data), _chunks(data))
+            except RegistryError as error:
+                problems.append(f"upload {index} failed: {error}")
+
+        async with trio.open_nursery() as nursery:
+            for action in _DRIVEN:
+                for _ in range(_BUSY_READS):
+                    nursery.start_soon(read, action)
+            for index in range(_BUSY_UPLOADS):
+                nursery.start_soon(upload, index)
+        proxy.wait_idle()
+        assert not problems, "; ".join(problems[:5])
+        refused = {
+            f"{record.method} {record.action}": record.status
+            for record in proxy.log
+            if record.status == 429
+        }
+        total = proxy.count(status=429)
+        assert not total, (
+            f"{total} request(s) went over the registry's documented limits "
+            f"({target.capabilities.documented_limits}) and were refused with 429, e.g. "
+            f"{sorted(refused)[:4]}: the plugin's throttle policy does not encode them"
+        )
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -1,0 +1,10 @@
+"""The Azure Container Registry plugin (kind ``acr``)."""
+
+from __future__ import annotations
+
+from ocync_core import __version__
+
+__all__ = ["OCYNC_HOSTS", "OCYNC_KINDS", "__version__"]
+
+OCYNC_KINDS: tuple[str, ...] = ()
+OCYNC_HOSTS: tuple[str, ...] = ()

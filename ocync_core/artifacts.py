@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 from ocync_core import mediatypes
@@ -67,11 +67,16 @@ async def copy_referrers(
     stats: BlobStats,
     *,
     depth: int = 0,
+    source_tags: Container[str] | None = None,
 ) -> int:
-    """Copy the referrers of `subject`; returns how many manifests were pushed."""
+    """Copy the referrers of `subject`; returns how many manifests were pushed.
+
+    `source_tags`: the source repository's tags, when discovery listed them (fallback tags
+    included), so that a subject without a fallback tag costs no request.
+    """
     if not rules.enabled or depth >= _MAX_DEPTH:
         return 0
-    listing = await source.referrers_listing(source_repo, subject)
+    listing = await source.referrers_listing(source_repo, subject, known_tags=source_tags)
     wanted = [d for d in listing.descriptors if rules.wants(d)]
     if not wanted:
         if rules.require and depth == 0:
@@ -104,6 +109,7 @@ async def copy_referrers(
             nested,
             stats,
             depth=depth + 1,
+            source_tags=source_tags,
         )
     if copied:
         pushed += await _update_target_fallback(target, target_repo, subject, copied, listing)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Container, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -412,6 +412,13 @@ class RegistryClient:
             raise await self._fail(response, f"HEAD blob {repository}@{digest}")
         return int(response.headers.get("Content-Length", "0") or 0)
 
+    @property
+    def probes_existence_by_mount(self) -> bool:
+        """Whether a self-mount probe replaces the existence check (see `MountPolicy`)."""
+        return self.mount_policy.probe_existence and bool(
+            getattr(self.existence_checker, "per_blob_requests", False)
+        )
+
     async def blobs_exist(self, repository: str, digests: Iterable[Digest]) -> dict[Digest, bool]:
         """Which of these blobs the repository holds, through the plugin's existence checker."""
         wanted = list(dict.fromkeys(digests))
@@ -587,8 +594,14 @@ class RegistryClient:
         """Manifests whose `subject` is `digest`: the referrers API, else the fallback tag."""
         return (await self.referrers_listing(repository, digest)).descriptors
 
-    async def referrers_listing(self, repository: str, digest: Digest) -> ReferrersListing:
-        """The referrers of `digest`, and whether they came from the API or the fallback tag."""
+    async def referrers_listing(
+        self, repository: str, digest: Digest, *, known_tags: Container[str] | None = None
+    ) -> ReferrersListing:
+        """The referrers of `digest`, and whether they came from the API or the fallback tag.
+
+        `known_tags`: the repository's tags as just listed, when the caller has them; the
+        fallback tag is then looked for there rather than asked for with a HEAD.
+        """
         if self._referrers_api is not False:
             url = await self._url(repository, f"referrers/{digest}")
             response = await self._send(
@@ -611,15 +624,26 @@ class RegistryClient:
             # A registry with the API answers 200 (an empty index) for an unknown subject, so
             # anything else means it has none: ask once per run, then go to the fallback tag.
             self._referrers_api = False
-        index = await self._fallback_index(repository, digest)
+        index = await self._fallback_index(repository, digest, known_tags)
         if index is None:
             return ReferrersListing([], via_api=False)
         return ReferrersListing(list(index.manifests), via_api=False, fallback_index=index)
 
-    async def _fallback_index(self, repository: str, digest: Digest) -> ImageIndex | None:
-        if await self.head_manifest(repository, fallback_tag(digest)) is None:
+    async def _fallback_index(
+        self, repository: str, digest: Digest, known_tags: Container[str] | None
+    ) -> ImageIndex | None:
+        tag = fallback_tag(digest)
+        if known_tags is None:
+            if await self.head_manifest(repository, tag) is None:
+                return None
+        elif tag not in known_tags:
             return None
-        index = await self.get_manifest(repository, fallback_tag(digest))
+        try:
+            index = await self.get_manifest(repository, tag)
+        except RegistryError as error:
+            if error.status == 404:  # removed since the tags were listed
+                return None
+            raise
         # Some registries resolve the fallback tag to the subject itself: that is no referrer.
         if index.digest == digest or not isinstance(index, ImageIndex):
             return None

@@ -7,6 +7,7 @@ manifest that names something it lacks. Manifests are pushed as the exact bytes 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -146,6 +147,9 @@ class ManifestTree:
     blobs: BlobStats = field(default_factory=BlobStats)
     manifests_pushed: int = 0
     skipped: list[str] = field(default_factory=list)  # pushes the registry refused as done
+    # Reads a child manifest from the source; a sync shares one reader among the targets of
+    # a tag, so each child is fetched once however many targets need it.
+    fetch: Callable[[str], Awaitable[Manifest]] | None = None
 
     async def copy(self, manifest: Manifest, destination: str, *, check_children: bool) -> None:
         """Copy what `manifest` names, then push it under `destination`."""
@@ -188,5 +192,8 @@ class ManifestTree:
     async def _copy_child(self, digest: str, check_target: bool) -> None:
         if check_target and await self.target.head_manifest(self.target_repo, digest) is not None:
             return
-        child = await self.source.get_manifest(self.source_repo, digest)
+        if self.fetch is not None:
+            child = await self.fetch(digest)
+        else:
+            child = await self.source.get_manifest(self.source_repo, digest)
         await self.copy(child, digest, check_children=check_target)

@@ -1,9 +1,12 @@
 """The sync engine: discovery and execution overlap in one trio pipeline.
 
 Discovery lists (or, for literal tags, just names) the tags of every mapping and feeds a
-bounded channel; execution workers take one source tag at a time, HEAD it once at the source
-and once per target, and copy only where the digests differ. One `BlobMover` serves the whole
-run, so a blob is fetched once and uploaded once per target registry; other repositories mount.
+bounded channel; execution workers take one source tag at a time and copy it only where the
+digests differ, reading each side once: a HEAD per target, then a HEAD at the source — or,
+when a target lacks the tag, the source manifest GET by tag straight away (it is needed
+anyway), unless the source's read policy is `head_first` (a pull quota counts GETs). One
+`BlobMover` serves the whole run, so a blob is fetched once and uploaded once per target
+registry; other repositories mount.
 
 Failures are per image. SIGINT/SIGTERM stop discovery at once, let in-flight images finish
 within the drain deadline, then cancel; the transfer cache is saved either way.
@@ -26,7 +29,7 @@ import trio
 from ocync_core.api import open_clients
 from ocync_core.artifacts import ArtifactRules, copy_referrers
 from ocync_core.cache import TransferCache
-from ocync_core.client import RegistryClient, is_fallback_tag
+from ocync_core.client import ManifestHead, RegistryClient, is_fallback_tag
 from ocync_core.config import Config, ResolvedMapping, ResolvedTarget
 from ocync_core.copy import ManifestTree
 from ocync_core.errors import AuthenticationError, OcyncError, RegistryError, leaf_errors
@@ -60,6 +63,8 @@ class SyncOptions:
 class _TagJob:
     mapping: ResolvedMapping
     tag: str
+    # Every tag the source listed for the mapping (fallback tags too); None for named tags.
+    source_tags: frozenset[str] | None = None
 
 
 @dataclass
@@ -192,16 +197,15 @@ async def _discover_mapping(
         what = f"mapping {mapping.source.host}/{mapping.source_repository}"
         try:
             rules = TagRules.from_model(mapping.tags)
+            source_tags: frozenset[str] | None = None
             if rules.literal_only:
                 tags = list(rules.include)  # named tags: no tag list is fetched at all
             else:
                 await source.throttle.discovery_pause()  # the source's budget is running low
+                listing = await source.list_tags(mapping.source_repository)
+                source_tags = frozenset(listing)
                 # Fallback-tag indexes travel with their subject (artifacts), not as images.
-                listed = [
-                    tag
-                    for tag in await source.list_tags(mapping.source_repository)
-                    if not is_fallback_tag(tag)
-                ]
+                listed = [tag for tag in listing if not is_fallback_tag(tag)]
                 tags = select_tags(listed, rules)
                 for tag in missing_includes(listed, rules):
                     name = f"{mapping.source.host}/{mapping.source_repository}:{tag}"
@@ -222,7 +226,7 @@ async def _discover_mapping(
         if run.options.on_discovered is not None:
             run.options.on_discovered(len(tags) * len(mapping.targets))
         for tag in tags:
-            await send.send(_TagJob(mapping, tag))
+            await send.send(_TagJob(mapping, tag, source_tags))
 
 
 async def _worker(run: _Run, receive: trio.MemoryReceiveChannel[_TagJob]) -> None:
@@ -233,12 +237,31 @@ async def _worker(run: _Run, receive: trio.MemoryReceiveChannel[_TagJob]) -> Non
             await _sync_tag(run, job)
 
 
+@dataclass
+class _TargetState:
+    """One target of a tag: what its HEAD found, or why it could not be asked."""
+
+    target: ResolvedTarget
+    client: RegistryClient
+    current: ManifestHead | None = None
+    error: Exception | None = None
+
+
+@dataclass
+class _Wanted:
+    """What the targets should hold: the digest, and the manifest once it has been read."""
+
+    digest: str
+    manifest: Manifest | None = None
+    note: str = ""
+
+
 async def _sync_tag(run: _Run, job: _TagJob) -> None:
     """One source tag to every target of its mapping."""
     mapping, tag = job.mapping, job.tag
     source = run.clients[mapping.source_alias]
     src_name = f"{mapping.source.host}/{mapping.source_repository}:{tag}"
-    targets = []
+    states: list[_TargetState] = []
     for target in mapping.targets:
         if _immutable_and_present(run, mapping, target, tag):
             run.record(
@@ -250,83 +273,173 @@ async def _sync_tag(run: _Run, job: _TagJob) -> None:
                 )
             )
         else:
-            targets.append(target)
-    if not targets:
+            states.append(_TargetState(target, run.clients[target.alias]))
+    if not states:
         return
     started = time.monotonic()
+    memo = _ManifestMemo(source, mapping.source_repository)
     try:
         await source.throttle.discovery_pause()
-        head = await source.head_manifest(mapping.source_repository, tag)
-        if head is None:
-            raise OcyncError(f"tag {tag} is no longer at the source")
-        wanted = str(head.digest)
-        manifest: Manifest | None = None
-        note = ""
-        if mapping.platforms:
-            manifest, note = await _platform_manifest(source, mapping, wanted)
-            wanted = str(manifest.digest)
+        wanted = await _read_tag(run, job, source, memo, states)
     except Exception as exc:  # every target of this tag fails with the reason
-        for target in targets:
-            run.record(_failure(src_name, _target_name(target, tag), exc, started))
+        for state in states:
+            run.record(_failure(src_name, _target_name(state.target, tag), exc, started))
         return
 
-    async def one_target(target: ResolvedTarget) -> None:
-        nonlocal manifest
+    async def one_target(state: _TargetState) -> None:
+        target, client, current = state.target, state.client, state.current
         result = ImageResult(
-            src_name, _target_name(target, tag), SYNCED, digest=wanted, reason=note
+            src_name, _target_name(target, tag), SYNCED, digest=wanted.digest, reason=wanted.note
         )
-        client = run.clients[target.alias]
         try:
-            current = await client.head_manifest(target.repository, tag)
-            if current is not None and str(current.digest) == wanted:
+            if state.error is not None:
+                raise state.error
+            if current is not None and str(current.digest) == wanted.digest:
                 result.status = SKIPPED
-                run.cache.set_tag(client.registry.host, target.repository, tag, wanted)
+                run.cache.set_tag(client.registry.host, target.repository, tag, wanted.digest)
             elif run.options.dry_run:
                 result.status = WOULD_SYNC
                 result.reason = "target differs" if current else "not at the target"
             else:
-                if manifest is None:
-                    manifest = await source.get_manifest(mapping.source_repository, wanted)
+                manifest = wanted.manifest or await memo.get(wanted.digest)
                 await _push(
                     run,
-                    source,
-                    mapping,
+                    job,
+                    memo,
                     client,
                     target,
                     manifest,
-                    tag,
                     result,
                     check_children=current is not None,
-                    filtered=bool(note),
+                    filtered=bool(wanted.note),
                 )
-                run.cache.set_tag(client.registry.host, target.repository, tag, wanted)
+                run.cache.set_tag(client.registry.host, target.repository, tag, wanted.digest)
         except Exception as exc:  # one bad image never stops the others
             result = _failure(src_name, result.target, exc, started)
         result.duration = time.monotonic() - started
         run.record(result)
 
     async with trio.open_nursery() as nursery:
-        for target in targets:
-            nursery.start_soon(one_target, target)
+        for state in states:
+            nursery.start_soon(one_target, state)
+
+
+async def _read_tag(
+    run: _Run,
+    job: _TagJob,
+    source: RegistryClient,
+    memo: _ManifestMemo,
+    states: list[_TargetState],
+) -> _Wanted:
+    """HEAD the targets and read the source tag, in as few requests as the policy allows."""
+    mapping, tag = job.mapping, job.tag
+    repository = mapping.source_repository
+    # A tag every target held at the last run most likely still matches: ask both sides at
+    # once. So does a head_first source, whose HEAD comes before any GET anyway.
+    known = all(
+        run.cache.tag_digest(s.client.registry.host, s.target.repository, tag) is not None
+        for s in states
+    )
+    if source.read_policy.head_first or known:
+        head: ManifestHead | None = None
+
+        async def head_source() -> None:
+            nonlocal head
+            head = await source.head_manifest(repository, tag)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(head_source)
+            nursery.start_soon(_head_targets, states, tag)
+        if head is None:
+            raise OcyncError(f"tag {tag} is no longer at the source")
+        wanted = _Wanted(str(head.digest))
+        if mapping.platforms:
+            wanted = _filtered(await memo.get(wanted.digest), mapping)
+        return wanted
+    await _head_targets(states, tag)
+    lacking = any(s.error is None and s.current is None for s in states)
+    if mapping.platforms or (lacking and not run.options.dry_run):
+        # The manifest is needed anyway: one GET by tag instead of a HEAD and a GET.
+        try:
+            manifest = await source.get_manifest(repository, tag)
+        except RegistryError as error:
+            if error.status == 404:
+                raise OcyncError(f"tag {tag} is no longer at the source") from error
+            raise
+        memo.keep(manifest)
+        return (
+            _filtered(manifest, mapping)
+            if mapping.platforms
+            else _Wanted(str(manifest.digest), manifest)
+        )
+    head = await source.head_manifest(repository, tag)
+    if head is None:
+        raise OcyncError(f"tag {tag} is no longer at the source")
+    return _Wanted(str(head.digest))
+
+
+async def _head_targets(states: list[_TargetState], tag: str) -> None:
+    async def head(state: _TargetState) -> None:
+        try:
+            state.current = await state.client.head_manifest(state.target.repository, tag)
+        except Exception as exc:  # this target fails; the others go on
+            state.error = exc
+
+    async with trio.open_nursery() as nursery:
+        for state in states:
+            nursery.start_soon(head, state)
+
+
+class _ManifestMemo:
+    """Source manifests read for one tag, shared by its targets: each is fetched once."""
+
+    def __init__(self, source: RegistryClient, repository: str) -> None:
+        self.source = source
+        self.repository = repository
+        self._done: dict[str, Manifest] = {}
+        self._pending: dict[str, trio.Event] = {}
+
+    def keep(self, manifest: Manifest) -> None:
+        self._done[str(manifest.digest)] = manifest
+
+    async def get(self, digest: str) -> Manifest:
+        while digest not in self._done:
+            pending = self._pending.get(digest)
+            if pending is not None:
+                await pending.wait()  # the fetching task failed if the manifest is still absent
+                continue
+            self._pending[digest] = trio.Event()
+            try:
+                self._done[digest] = await self.source.get_manifest(self.repository, digest)
+            finally:
+                self._pending.pop(digest).set()
+        return self._done[digest]
 
 
 async def _push(
     run: _Run,
-    source: RegistryClient,
-    mapping: ResolvedMapping,
+    job: _TagJob,
+    memo: _ManifestMemo,
     client: RegistryClient,
     target: ResolvedTarget,
     manifest: Manifest,
-    tag: str,
     result: ImageResult,
     *,
     check_children: bool,
     filtered: bool,
 ) -> None:
+    mapping, tag = job.mapping, job.tag
+    source = memo.source
     await run.prepare(client, target.repository)
-    tree = ManifestTree(source, mapping.source_repository, client, target.repository, run.mover)
+
+    def tree() -> ManifestTree:
+        return ManifestTree(
+            source, mapping.source_repository, client, target.repository, run.mover, fetch=memo.get
+        )
+
+    copied = tree()
     try:
-        await tree.copy(manifest, tag, check_children=check_children)
+        await copied.copy(manifest, tag, check_children=check_children)
     except BaseExceptionGroup as group:
         blob_unknown = [
             e
@@ -337,12 +450,12 @@ async def _push(
             raise
         # The transfer cache believed in blobs the registry no longer has: check, then retry.
         run.mover.forget_repository(client, target.repository)
-        tree = ManifestTree(source, mapping.source_repository, client, target.repository, run.mover)
-        await tree.copy(manifest, tag, check_children=True)
-    result.blobs = tree.blobs
-    if tree.skipped and tree.skipped[-1].startswith(f"{tag}:"):
+        copied = tree()
+        await copied.copy(manifest, tag, check_children=True)
+    result.blobs = copied.blobs
+    if copied.skipped and copied.skipped[-1].startswith(f"{tag}:"):
         result.status = SKIPPED  # e.g. an immutable tag that already holds this digest
-        result.reason = tree.skipped[-1].split(": ", 1)[1]
+        result.reason = copied.skipped[-1].split(": ", 1)[1]
         return
     if not filtered:
         # A platform-filtered index has a new digest: the source's referrers name the old one.
@@ -355,21 +468,22 @@ async def _push(
             run.mover,
             ArtifactRules.from_model(mapping.artifacts),
             result.blobs,
+            source_tags=job.source_tags,
         )
 
 
-async def _platform_manifest(
-    source: RegistryClient, mapping: ResolvedMapping, digest: str
-) -> tuple[Manifest, str]:
-    manifest = await source.get_manifest(mapping.source_repository, digest)
+def _filtered(manifest: Manifest, mapping: ResolvedMapping) -> _Wanted:
+    """The source manifest, or the index cut down to the mapping's platforms."""
+    unchanged = _Wanted(str(manifest.digest), manifest)
     if not isinstance(manifest, ImageIndex):
-        return manifest, ""
+        return unchanged
     raw = filtered_index(manifest, list(mapping.platforms))
     if raw is None:
-        return manifest, ""
+        return unchanged
     filtered = parse_manifest(raw, manifest.media_type, what="platform-filtered index")
     kept = ", ".join(str(p) for p in mapping.platforms)
-    return filtered, f"platforms {kept}: new index digest, source {digest[:19]}"
+    note = f"platforms {kept}: new index digest, source {str(manifest.digest)[:19]}"
+    return _Wanted(str(filtered.digest), filtered, note)
 
 
 def _immutable_and_present(

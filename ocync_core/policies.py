@@ -52,7 +52,12 @@ class AuthProvider(Protocol):
 
 @runtime_checkable
 class ExistenceChecker(Protocol):
-    """Answers which blobs a repository already holds."""
+    """Answers which blobs a repository already holds.
+
+    A checker that spends one request per blob (a HEAD each) may say so with a class
+    attribute ``per_blob_requests = True``: where the mount policy has `probe_existence`, ocync
+    then skips it and lets the self-mount probe, which also opens the upload, answer instead.
+    """
 
     async def exists(self, repository: str, digests: Sequence[Digest]) -> dict[Digest, bool]:
         """Map every digest asked about to whether `repository` has it."""
@@ -79,6 +84,10 @@ class MountPolicy:
     mode: MountMode = MountMode.WITH_FROM
     # Statuses that mean "not mounted, and no session was opened" (Harbor answers 401).
     not_mounted_statuses: frozenset[int] = frozenset()
+    # A mount from the repository itself answers 201 when it holds the blob and otherwise
+    # opens the upload session (202), as the distribution registry does: one request both
+    # checks and starts the upload, so blobs of unknown presence need no HEAD first.
+    probe_existence: bool = False
 
 
 class UploadMode(enum.Enum):

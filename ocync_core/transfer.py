@@ -6,7 +6,9 @@ cheapest thing that is correct, in this order:
 1. nothing, when this run or the transfer cache already knows the repository holds it;
 2. a mount from a sibling repository of the same target registry that holds it (or is
    uploading it right now: wait for that upload, then mount) — no existence check needed;
-3. nothing, when the registry's existence check says it is there;
+3. nothing, when the registry's existence check says it is there — or, where the mount
+   policy allows it (`probe_existence`), when a mount from the repository itself answers 201:
+   that one request replaces the check, and its 202 opens the session step 5 uploads into;
 4. a mount from the source repository, when source and target are the same registry;
 5. an upload, streamed from the source or, with several target registries, from a staged copy.
 
@@ -114,8 +116,11 @@ class BlobMover:
                 stats.skipped += 1
             else:
                 todo.append(blob)
-        # Blobs a sibling repository holds (or is receiving) are mounted without a check.
+        # Blobs a sibling repository holds (or is receiving) are mounted without a check; the
+        # others are checked, unless the self-mount probe will tell on the way to uploading.
         unknown = [b for b in todo if not self._sibling_source(host, target_repo, b.digest)]
+        if target.probes_existence_by_mount:
+            unknown = []
         present = await target.blobs_exist(target_repo, [b.digest for b in unknown])
         missing: list[Descriptor] = []
         for blob in todo:
@@ -250,6 +255,12 @@ class BlobMover:
                 stats.mounted += 1
                 return
             session = result.session
+        if session is None and target.probes_existence_by_mount:
+            probe = await target.mount_blob(target_repo, blob.digest, target_repo)
+            if probe.mounted:  # the repository held it already
+                stats.skipped += 1
+                return
+            session = probe.session
         policy = target.retry_policy
         reauthorized = False
         for attempt in range(1, policy.attempts + 1):

@@ -26,6 +26,9 @@ from ocync_core.registry import RegistrySettings
 from ocync_core.retry import RetryPolicy
 from ocync_oci import THROTTLE_POLICY
 
+# Every request to the uploads endpoint: the sessions ocync opens with a self-mount probe too.
+_UPLOADING = UPLOAD_ACTIONS | {ProxyAction.MOUNT}
+
 ACCEPT = {"Accept": ", ".join(mediatypes.MANIFEST_ACCEPT)}
 
 
@@ -40,7 +43,7 @@ def test_sync_through_an_upload_limit_of_eight(registry_binary, fault_proxy, tmp
     ):
         corpus.push(source.url)
         proxy = fault_proxy(target)
-        proxy.limit_concurrency(UPLOAD_ACTIONS, 8)
+        proxy.limit_concurrency(_UPLOADING, 8)
         config = tmp_path / "ocync.yaml"
         config.write_text(
             json.dumps(
@@ -69,8 +72,8 @@ def test_sync_through_an_upload_limit_of_eight(registry_binary, fault_proxy, tmp
                 head = http.head(f"/v2/{image.repository}/manifests/{image.tag}", headers=ACCEPT)
                 assert head.headers["Docker-Content-Digest"] == image.digest
 
-        uploads = proxy.stats(UPLOAD_ACTIONS)
-        admitted = proxy.stats(UPLOAD_ACTIONS, where=lambda r: r.status != 429)
+        uploads = proxy.stats(_UPLOADING)
+        admitted = proxy.stats(_UPLOADING, where=lambda r: r.status != 429)
         print(
             f"\nupload limit 8: {uploads.requests} upload requests, {uploads.throttled} refused "
             f"({uploads.throttled / uploads.requests:.1%}); mean in flight at the proxy "

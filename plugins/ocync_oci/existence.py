@@ -32,6 +32,10 @@ class HeadExistenceChecker:
     plugins that only want to observe or filter the checks can wrap it.
     """
 
+    # One HEAD per blob: a registry whose mount policy allows the self-mount probe gets that
+    # instead (it checks and opens the upload in one request).
+    per_blob_requests = True
+
     def __init__(self, client: BlobHeadClient, concurrency: int = DEFAULT_HEAD_CONCURRENCY) -> None:
         self._client = client
         # One limiter per checker, shared by concurrent `exists` calls on the same registry.

@@ -161,3 +161,42 @@ class MountChecks(SuiteBase):
             f"(expected {expected}: the mount {'did' if expected == 0 else 'did not'} open one)"
         )
         assert_blob_at_target(target, repo, data, "upload after a mount of a missing blob")
+
+    @pytest.fixture
+    def probing(self, settings: RegistrySettings, loaded_plugins: Plugins) -> None:
+        # A sync fixture: a skip raised here, before the check's trio run, keeps its reason.
+        policy = loaded_plugins.mount_policy(loaded_plugins.resolve(settings))
+        if not policy.probe_existence:
+            pytest.skip("the plugin's MountPolicy does not use the self-mount probe")
+
+    @pytest.mark.usefixtures("probing")
+    async def test_self_mount_probe_tells_presence(
+        self, client: RegistryClient, target: Target, proxy: FaultProxy, repo: str
+    ) -> None:
+        """A plugin whose MountPolicy sets `probe_existence` lets ocync skip blob HEADs: a
+        mount from the repository itself must answer 201 for a blob it holds and open an
+        upload session (202) for one it lacks, as the distribution registry does."""
+        held = os.urandom(_BLOB_SIZE)
+        with target.direct() as http:
+            held_digest = Digest.parse(push_blob(http, repo, held))
+        absent = os.urandom(_BLOB_SIZE)
+        await _quiet_client(client, proxy)
+        present = await client.mount_blob(repo, held_digest, repo)
+        missing = await client.mount_blob(repo, Digest.of(absent), repo)
+        proxy.wait_idle()
+        statuses = _mount_statuses(proxy)
+        assert present.mounted, (
+            f"MountPolicy.probe_existence is set, but a mount of {held_digest} from {repo} "
+            f"into itself, which holds it, answered {statuses[:1]}: ocync would re-upload "
+            "every blob a repository already holds"
+        )
+        assert not missing.mounted and missing.session is not None, (
+            f"MountPolicy.probe_existence is set, but a self-mount of a blob {repo} lacks "
+            f"answered {statuses[1:]}: it must open the upload session (202) the upload uses"
+        )
+        await _upload_after(client, repo, absent, missing)
+        proxy.wait_idle()
+        assert proxy.count(ProxyAction.UPLOAD_START) == 0, (
+            "the upload after a self-mount probe opened a new session instead of using the probe's"
+        )
+        assert_blob_at_target(target, repo, absent, "upload into a self-mount probe's session")

@@ -26,14 +26,17 @@ __all__ = ["cli", "main"]
 
 T = TypeVar("T")
 log = logging.getLogger("ocync")
+_SDK_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "google.auth", "azure")
 
 
-def _configure_logging(verbose: int, quiet: int) -> None:
-    level = logging.WARNING + 10 * quiet - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(message)s")
-    # httpx logs every request at INFO; only the most verbose level wants that.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+def _configure_logging(verbose: int, quiet: int, log_format: str = "text") -> None:
+    from ocync_core.logs import configure_logging
+
+    configure_logging(verbose, quiet, log_format)
+    # Cloud SDKs log request headers and response bodies at DEBUG: botocore prints the
+    # token GetAuthorizationToken returns. No verbosity may show them.
+    for sdk in _SDK_LOGGERS:
+        logging.getLogger(sdk).setLevel(logging.WARNING)
 
 
 def _run(func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
@@ -51,8 +54,18 @@ def _run(func: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"ocync: error: {message}", err=True)
+    _error(message, prefix="ocync: error: ", exit_code=code)
     sys.exit(code)
+
+
+def _error(message: str, *, prefix: str, **fields: object) -> None:
+    """An error line on stderr; a log record when the logs are JSON, so stderr stays JSON."""
+    from ocync_core.logs import json_logging
+
+    if json_logging():
+        log.error("%s", message, extra=fields)
+    else:
+        click.echo(f"{prefix}{message}", err=True)
 
 
 def _credentials(value: str | None, flag: str) -> tuple[str | None, str | None]:
@@ -66,11 +79,19 @@ def _credentials(value: str | None, flag: str) -> tuple[str | None, str | None]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ocync")
-@click.option("-v", "--verbose", count=True, help="More output (-vv for every request).")
-@click.option("-q", "--quiet", count=True, help="Less output.")
-def cli(verbose: int, quiet: int) -> None:
+@click.option("-v", "--verbose", count=True, help="Debug logs (-vv: every request too).")
+@click.option("-q", "--quiet", count=True, help="Warnings and errors only (-qq: errors only).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="OCYNC_LOG_FORMAT",
+    show_default=True,
+    help="Logs on stderr as text, or as one JSON object per line (env OCYNC_LOG_FORMAT).",
+)
+def cli(verbose: int, quiet: int, log_format: str) -> None:
     """Mirror OCI container images between registries."""
-    _configure_logging(verbose, quiet)
+    _configure_logging(verbose, quiet, log_format)
 
 
 def _side_options(side: str, label: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -204,6 +225,15 @@ def _describe(result: api.CopyResult) -> str:
     )
 
 
+_shard_option = click.option(
+    "--shard",
+    metavar="I/N",
+    envvar="OCYNC_SHARD",
+    help="Sync only shard I of N (0 <= I < N): N processes split the mappings with no "
+    "overlap and no coordination; each keeps its own cache (env OCYNC_SHARD).",
+)
+
+
 @cli.command("sync")
 @click.option(
     "-c",
@@ -215,7 +245,8 @@ def _describe(result: api.CopyResult) -> str:
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be synced; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
-def sync_command(config_path: str, dry_run: bool, as_json: bool) -> None:
+@_shard_option
+def sync_command(config_path: str, dry_run: bool, as_json: bool, shard: str | None) -> None:
     """Sync every mapping of a config: the target ends with the source's digests.
 
     Prints one line per image synced or failed (none per image already in sync), then a
@@ -223,17 +254,25 @@ def sync_command(config_path: str, dry_run: bool, as_json: bool) -> None:
     4 authentication refused.
     """
     from ocync_core.config import load_config
+    from ocync_core.sharding import Shard, shard_config
 
     plugins = Plugins.load()
     try:
+        part = Shard.parse(shard) if shard is not None else None
         config = load_config(config_path, plugins)
     except OcyncError as exc:
         _fail(str(exc), exc.exit_code)
         return
+    if part is not None:
+        every = len(config.mappings)
+        config = shard_config(config, part)
+        log.info("shard %s: %d of %d mappings", part, len(config.mappings), every)
 
+    from ocync_core.logs import json_logging
     from ocync_core.progress import SyncProgress
 
-    with SyncProgress(enabled=None if not as_json else False) as progress:
+    # A live display would interleave with JSON log lines: only for people reading stderr.
+    with SyncProgress(enabled=False if as_json or json_logging() else None) as progress:
 
         def show(result: Any) -> None:
             progress.finished(result)
@@ -245,7 +284,7 @@ def sync_command(config_path: str, dry_run: bool, as_json: bool) -> None:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:
         for error in report.errors:
-            click.echo(f"error: {error}", err=True)
+            _error(error, prefix="error: ")
         click.echo(report.summary())
     sys.exit(report.exit_code)
 
@@ -260,6 +299,59 @@ async def _sync(
     return await api.sync(
         config, plugins=plugins, dry_run=dry_run, on_result=show, on_discovered=discovered
     )
+
+
+@cli.command("watch")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The mirror configuration (YAML), read again every cycle and on SIGHUP.",
+)
+@click.option(
+    "--interval",
+    default="5m",
+    show_default=True,
+    metavar="DURATION",
+    help="Pause between the end of a sync and the start of the next (90s, 5m, 1h30m).",
+)
+@click.option(
+    "--listen",
+    default="0.0.0.0:9090",
+    show_default=True,
+    envvar="OCYNC_LISTEN",
+    metavar="HOST:PORT",
+    help="Address of /healthz, /readyz and /metrics (env OCYNC_LISTEN).",
+)
+@_shard_option
+def watch_command(config_path: str, interval: str, listen: str, shard: str | None) -> None:
+    """Sync, sleep, repeat: a long-running mirror with health and Prometheus endpoints.
+
+    SIGHUP re-reads the config (an invalid one keeps the previous one in force);
+    SIGTERM/SIGINT stop after the cycle in flight drains (global.drain_deadline). Exit
+    codes: 0 stopped by a signal, 2 cannot listen, 3 bad input or config at start.
+    """
+    from pathlib import Path
+
+    from ocync_core.health import parse_listen
+    from ocync_core.sharding import Shard
+    from ocync_core.watch import WatchOptions, parse_interval, watch
+
+    try:
+        host, port = parse_listen(listen)
+        options = WatchOptions(
+            config_path=Path(config_path),
+            interval=parse_interval(interval),
+            host=host,
+            port=port,
+            shard=Shard.parse(shard) if shard is not None else None,
+        )
+    except OcyncError as exc:
+        _fail(str(exc), exc.exit_code)
+        return
+    _run(watch, options)
 
 
 @cli.command("validate")

@@ -19,7 +19,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -57,6 +57,9 @@ class SyncOptions:
     handle_signals: bool = True
     on_result: Callable[[ImageResult], None] | None = None
     on_discovered: Callable[[int], None] | None = None
+    # Called once the registry clients are open (alias -> client): e.g. to read their throttle
+    # windows for metrics. They are closed when `run_sync` returns.
+    on_clients: Callable[[Mapping[str, RegistryClient]], None] | None = None
 
 
 @dataclass
@@ -122,6 +125,8 @@ async def run_sync(
         registries = [config.registries[a] for a in aliases]
         async with open_clients(*registries, plugins=plugins) as clients:
             run = _Run(config, dict(zip(aliases, clients, strict=True)), mover, cache, options)
+            if options.on_clients is not None:
+                options.on_clients(run.clients)
             await _pipeline(run, settings.max_concurrent_images, settings.drain_deadline)
     saved = await trio.to_thread.run_sync(cache.save)
     if not saved and config.settings.cache:

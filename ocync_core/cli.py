@@ -58,6 +58,14 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _plugins() -> Plugins:
+    """The plugins `main` loaded (loading them twice would double the start-up time), or a
+    fresh load when the command group runs without `main` (tests, embedding)."""
+    context = click.get_current_context(silent=True)
+    loaded = context.find_object(Plugins) if context is not None else None
+    return loaded if loaded is not None else Plugins.load()
+
+
 def _error(message: str, *, prefix: str, **fields: object) -> None:
     """An error line on stderr; a log record when the logs are JSON, so stderr stays JSON."""
     from ocync_core.logs import json_logging
@@ -256,7 +264,7 @@ def sync_command(config_path: str, dry_run: bool, as_json: bool, shard: str | No
     from ocync_core.config import load_config
     from ocync_core.sharding import Shard, shard_config
 
-    plugins = Plugins.load()
+    plugins = _plugins()
     try:
         part = Shard.parse(shard) if shard is not None else None
         config = load_config(config_path, plugins)
@@ -361,7 +369,7 @@ def validate_command(config_path: str) -> None:
     from ocync_core.config import load_config
 
     try:
-        config = load_config(config_path, Plugins.load())
+        config = load_config(config_path, _plugins())
     except OcyncError as exc:
         _fail(str(exc), exc.exit_code)
         return
@@ -377,7 +385,7 @@ def schema_command() -> None:
     """Print the config's JSON Schema (with the keys plugins add to registries)."""
     from ocync_core.config import config_json_schema
 
-    click.echo(json.dumps(config_json_schema(Plugins.load()), indent=2))
+    click.echo(json.dumps(config_json_schema(_plugins()), indent=2))
 
 
 @cli.command("expand")
@@ -390,7 +398,7 @@ def expand_command(config_path: str, show_secrets: bool) -> None:
     from ocync_core.config import load_config
 
     try:
-        config = load_config(config_path, Plugins.load())
+        config = load_config(config_path, _plugins())
     except OcyncError as exc:
         _fail(str(exc), exc.exit_code)
         return
@@ -433,9 +441,9 @@ async def _list_tags(settings: RegistrySettings, repository: str) -> list[str]:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable list.")
 def plugins_command(as_json: bool) -> None:
-    """List the plugins that are loaded, their versions, kinds and hooks."""
+    """List the plugins that are loaded: versions, kinds, the hosts they claim, hooks."""
     try:
-        infos = Plugins.load().describe()
+        infos = _plugins().describe()
     except OcyncError as exc:
         _fail(str(exc), exc.exit_code)
         return
@@ -446,6 +454,8 @@ def plugins_command(as_json: bool) -> None:
         origin = "built-in" if info.builtin else "third-party"
         kinds = ", ".join(info.kinds) or "(fallback)"
         click.echo(f"{info.name} {info.version} [{origin}] kinds: {kinds}")
+        if info.hosts:
+            click.echo(f"    hosts: {', '.join(info.hosts)}")
         click.echo(f"    hooks: {', '.join(info.hooks)}")
 
 
@@ -511,4 +521,4 @@ def main() -> None:
         plugins.register_commands(cli)
     except OcyncError as exc:
         _fail(str(exc), exc.exit_code)
-    cli(prog_name="ocync")
+    cli(prog_name="ocync", obj=plugins)

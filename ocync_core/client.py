@@ -8,6 +8,7 @@ out, so a consumer (an upload) never receives the complete bytes of a corrupt bl
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import ssl
@@ -131,7 +132,7 @@ class RegistryClient:
         self.plugins = plugins
         self.http = httpx.AsyncClient(
             transport=RegistryTransport(
-                ssl_context=httpx.create_ssl_context(verify=_tls_context(self.registry)),
+                ssl_context=_ssl_context(self.registry),
                 max_connections=self.registry.max_concurrent,
             ),
             timeout=httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None),
@@ -145,6 +146,7 @@ class RegistryClient:
         self.upload_strategy: UploadStrategy = plugins.upload_strategy(self.registry)
         self.read_policy: ReadPolicy = plugins.read_policy(self.registry)
         self._existence: ExistenceChecker | None = None
+        self._probe_refused = False
         self._preparer: RepositoryPreparer | None = None
         self._preparer_known = False
         self.throttle = RegistryThrottle(
@@ -415,9 +417,21 @@ class RegistryClient:
     @property
     def probes_existence_by_mount(self) -> bool:
         """Whether a self-mount probe replaces the existence check (see `MountPolicy`)."""
-        return self.mount_policy.probe_existence and bool(
-            getattr(self.existence_checker, "per_blob_requests", False)
+        return (
+            self.mount_policy.probe_existence
+            and not self._probe_refused
+            and bool(getattr(self.existence_checker, "per_blob_requests", False))
         )
+
+    def probe_refused(self, error: RegistryError) -> None:
+        """The registry refused a self-mount probe: check existence the plain way from now on."""
+        if not self._probe_refused:
+            log.info(
+                "%s refused a mount from a repository into itself (%s); checking blobs by HEAD",
+                self.registry.label,
+                error,
+            )
+        self._probe_refused = True
 
     async def blobs_exist(self, repository: str, digests: Iterable[Digest]) -> dict[Digest, bool]:
         """Which of these blobs the repository holds, through the plugin's existence checker."""
@@ -574,7 +588,9 @@ class RegistryClient:
         if page_size:
             url = httpx.URL(url).copy_merge_params({"n": str(page_size)})
         tags: list[str] = []
-        for _ in range(100_000):  # a registry whose links loop must not keep us forever
+        seen: set[str] = set()
+        while True:
+            seen.add(str(url))
             response = await self._send("GET", url, _pull(repository), action=Action.TAG_LIST)
             await response.aread()
             if response.status_code != 200:
@@ -587,8 +603,28 @@ class RegistryClient:
             following = response.links.get("next", {}).get("url")
             if not following:
                 return tags
-            url = response.url.join(following)
-        raise TransferError(f"list tags of {repository}: pagination does not end")
+            try:
+                url = response.url.join(following)
+            except httpx.InvalidURL as exc:
+                raise TransferError(
+                    f"list tags of {repository}: the registry's Link header names no URL "
+                    f"({_show_briefly(following)}: {exc})"
+                ) from exc
+            here = response.url
+            if (url.scheme, url.host, url.port) != (here.scheme, here.host, here.port):
+                # Pages of a tag list never live elsewhere: a registry that says so is broken
+                # or hostile, and its "next page" could be any server.
+                log.warning(
+                    "list tags of %s: not following a Link to another server (%s)",
+                    repository,
+                    _show_briefly(str(url)),
+                )
+                return tags
+            if str(url) in seen:  # a registry whose links loop must not keep us forever
+                raise TransferError(
+                    f"list tags of {repository}: the Link header leads back to a page already "
+                    f"read ({_show_briefly(str(url))})"
+                )
 
     async def referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
         """Manifests whose `subject` is `digest`: the referrers API, else the fallback tag."""
@@ -679,6 +715,18 @@ def _body(response: httpx.Response) -> AsyncIterator[bytes]:
     return response.aiter_bytes() if _encoded(response) else response.aiter_raw()
 
 
+def _ssl_context(registry: RegistrySettings) -> ssl.SSLContext:
+    verify = _tls_context(registry)
+    return _default_ssl_context() if verify is True else httpx.create_ssl_context(verify=verify)
+
+
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes tens of milliseconds: every registry with the default TLS
+    # settings shares one context (an SSLContext is safe to share between connections).
+    return httpx.create_ssl_context()
+
+
 def _tls_context(registry: RegistrySettings) -> ssl.SSLContext | bool:
     if not registry.tls_verify:
         log.warning("registry %s: TLS certificates are NOT verified", registry.label)
@@ -691,6 +739,12 @@ def _tls_context(registry: RegistrySettings) -> ssl.SSLContext | bool:
                 f"registry {registry.label}: cannot load ca_file {registry.ca_file!r} ({exc})"
             ) from exc
     return True
+
+
+def _show_briefly(text: str, limit: int = 120) -> str:
+    """Registry-supplied text for a message: escaped, and cut short."""
+    shown = repr(text[:limit])
+    return shown + "…" if len(text) > limit else shown
 
 
 def _describe(error: BaseException | None) -> str:

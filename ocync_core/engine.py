@@ -32,7 +32,13 @@ from ocync_core.cache import TransferCache
 from ocync_core.client import ManifestHead, RegistryClient, is_fallback_tag
 from ocync_core.config import Config, ResolvedMapping, ResolvedTarget
 from ocync_core.copy import ManifestTree
-from ocync_core.errors import AuthenticationError, OcyncError, RegistryError, leaf_errors
+from ocync_core.errors import (
+    AuthenticationError,
+    InvalidReference,
+    OcyncError,
+    RegistryError,
+    leaf_errors,
+)
 from ocync_core.filters import (
     TagRules,
     check_min_tags,
@@ -42,6 +48,7 @@ from ocync_core.filters import (
 )
 from ocync_core.manifest import ImageIndex, Manifest, parse_manifest
 from ocync_core.plugins import Plugins
+from ocync_core.reference import validate_tag
 from ocync_core.report import FAILED, SKIPPED, SYNCED, WOULD_SYNC, ImageResult, SyncReport
 from ocync_core.staging import BlobStaging
 from ocync_core.transfer import BlobMover
@@ -211,6 +218,7 @@ async def _discover_mapping(
                 source_tags = frozenset(listing)
                 # Fallback-tag indexes travel with their subject (artifacts), not as images.
                 listed = [tag for tag in listing if not is_fallback_tag(tag)]
+                listed = _valid_tags(run, mapping, listed)
                 tags = select_tags(listed, rules)
                 for tag in missing_includes(listed, rules):
                     name = f"{mapping.source.host}/{mapping.source_repository}:{tag}"
@@ -498,6 +506,30 @@ def _immutable_and_present(
     if not pattern or not fnmatchcase(tag, pattern):
         return False
     return run.cache.tag_digest(target.registry.host, target.repository, tag) is not None
+
+
+def _valid_tags(run: _Run, mapping: ResolvedMapping, listed: list[str]) -> list[str]:
+    """The listed tags that are tags; any other name fails as an image, never goes in a URL.
+
+    A hostile or broken registry could list `../../other/manifests/x`: joined into a URL it
+    would read and write repositories no mapping names.
+    """
+    valid = []
+    for tag in listed:
+        try:
+            valid.append(validate_tag(tag))
+        except InvalidReference as error:
+            name = f"{mapping.source.host}/{mapping.source_repository}:{tag!r}"
+            for target in mapping.targets:
+                run.record(
+                    ImageResult(
+                        name,
+                        f"{target.registry.host}/{target.repository}:{tag!r}",
+                        FAILED,
+                        reason=f"the source listed an invalid tag name: {error}",
+                    )
+                )
+    return valid
 
 
 def _target_name(target: ResolvedTarget, tag: str) -> str:

@@ -5,8 +5,11 @@ Exit codes follow the CLI contract: 2 failure, 3 bad input, 4 authentication ref
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +20,7 @@ __all__ = [
     "EXIT_AUTH",
     "EXIT_BAD_INPUT",
     "EXIT_FAILURE",
+    "REDACTED",
     "AuthenticationError",
     "BadInput",
     "ConfigError",
@@ -29,7 +33,9 @@ __all__ = [
     "RegistryError",
     "RegistryErrorDetail",
     "TransferError",
+    "credential_forms",
     "leaf_errors",
+    "redact_credentials",
     "single_errors",
 ]
 
@@ -146,25 +152,33 @@ class RegistryError(OcyncError):
             body = response.content
         except httpx.ResponseNotRead:
             body = b""
+        try:
+            request: httpx.Request | None = response.request
+        except RuntimeError:  # a response built without its request
+            request = None
+        # Some front ends and debug pages quote the request's headers in their error body.
+        secrets = credential_forms(request)
         if body:
             try:
                 doc = json.loads(body)
                 raw = doc.get("errors", []) if isinstance(doc, dict) else []
                 errors = tuple(
                     RegistryErrorDetail(
-                        code=str(e.get("code", "UNKNOWN")),
-                        message=str(e.get("message", "")),
-                        detail=e.get("detail"),
+                        code=_shown(redact_credentials(str(e.get("code", "UNKNOWN")), secrets), 64),
+                        message=_shown(redact_credentials(str(e.get("message", "")), secrets), 300),
+                        detail=_redact_tree(e.get("detail"), secrets),
                     )
-                    for e in raw
+                    for e in raw[:_MAX_ERRORS_SHOWN]
                     if isinstance(e, dict)
                 )
             except (ValueError, UnicodeDecodeError):
                 pass
             if not errors:
-                excerpt = body[:200].decode("utf-8", "replace").strip()
-        url = response.request.url.copy_with(query=None) if response.request else "?"
-        method = response.request.method if response.request else "?"
+                # Cut after redacting: a cut could leave a secret's prefix behind.
+                text = body[:4096].decode("utf-8", "replace")
+                excerpt = _shown(redact_credentials(text, secrets), 200).strip()
+        url = request.url.copy_with(query=None) if request is not None else "?"
+        method = request.method if request is not None else "?"
         error_cls = AuthRegistryError if response.status_code in (401, 403) else cls
         error = error_cls(response.status_code, method, str(url), errors, excerpt, what)
         error.retry_after = response.headers.get("Retry-After")
@@ -175,6 +189,53 @@ class AuthRegistryError(RegistryError, AuthenticationError):
     """The registry answered 401/403: the credentials (or their absence) were refused."""
 
     exit_code = EXIT_AUTH
+
+
+REDACTED = "***"
+
+# A registry's words reach terminals and logs: a few errors, each cut short, every control
+# character escaped (a hostile registry could send megabytes, or terminal escape sequences).
+_MAX_ERRORS_SHOWN = 5
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _shown(text: str, limit: int) -> str:
+    cut = text if len(text) <= limit else text[:limit] + "…"
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], cut)
+
+
+def credential_forms(request: httpx.Request | None) -> tuple[str, ...]:
+    """The credentials a request carried, in every form a server could quote them back:
+    the header value, its credential part and, for Basic, the decoded pair and password."""
+    header = request.headers.get("Authorization", "") if request is not None else ""
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    forms = [header.strip(), value]
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            decoded = ""
+        forms += [decoded, decoded.partition(":")[2]]
+    return tuple(form for form in forms if form)
+
+
+def redact_credentials(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by ``***`` (longest first: one may contain another)."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _redact_tree(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return redact_credentials(value, secrets)
+    if isinstance(value, dict):
+        return {key: _redact_tree(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(item, secrets) for item in value]
+    return value
 
 
 def leaf_errors(error: BaseException) -> list[BaseException]:

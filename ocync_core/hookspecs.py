@@ -61,6 +61,34 @@ def ocync_registry_kind(registry: RegistrySettings) -> str | None:
     """
 
 
+@hookspec(firstresult=True)
+def ocync_registry_endpoint(registry: RegistrySettings, kind: str) -> str | None:
+    """Return the API endpoint for a registry whose settings name none, or None.
+
+    For registries whose API lives on another host than the one in references (Docker Hub:
+    ``docker.io`` is served by ``https://registry-1.docker.io``). Not called when the
+    settings have an ``endpoint``; `registry.host` stays the registry's identity.
+
+    :return: an ``http(s)://host[:port]`` URL, or None to send requests to the registry's own
+        host.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def ocync_normalize_repository(
+    registry: RegistrySettings, kind: str, repository: str
+) -> str | None:
+    """Return the canonical name of a repository of this registry, or None to keep it.
+
+    Applied to the repositories a configuration names (``from``, and ``to`` for each target)
+    before anything is requested (Docker Hub: ``nginx`` is ``library/nginx``).
+
+    Stops at first non-None result.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Authentication
 # ---------------------------------------------------------------------------------------------

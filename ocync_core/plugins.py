@@ -57,6 +57,7 @@ from ocync_core.policies import (
     ThrottlePolicy,
     UploadStrategy,
 )
+from ocync_core.registry import split_registry_url
 
 if TYPE_CHECKING:
     import click
@@ -293,8 +294,53 @@ class Plugins:
         return detected
 
     def resolve(self, registry: RegistrySettings) -> RegistrySettings:
-        """A copy of `registry` with its kind filled in (detected kinds become explicit)."""
-        return dataclasses.replace(registry, kind=self.kind_for(registry))
+        """A copy of `registry` with its kind filled in (detected kinds become explicit), and
+        its endpoint, when the settings name none and a plugin knows it."""
+        resolved = dataclasses.replace(registry, kind=self.kind_for(registry))
+        endpoint = self.registry_endpoint(resolved)
+        if endpoint != resolved.endpoint:
+            resolved = dataclasses.replace(resolved, endpoint=endpoint)
+        return resolved
+
+    def registry_endpoint(self, registry: RegistrySettings) -> str | None:
+        """Where requests go: the settings' own endpoint, else a plugin's, else None (the host).
+
+        :raises PluginError: a plugin answered something that is not an http(s) base URL.
+        """
+        if registry.endpoint is not None:
+            return registry.endpoint
+        endpoint = self._pm.hook.ocync_registry_endpoint(
+            registry=registry, kind=self.kind_for(registry)
+        )
+        if endpoint is None:
+            return None
+        try:
+            scheme = split_registry_url(endpoint)[0] if isinstance(endpoint, str) else None
+        except BadInput:
+            scheme = None
+        if scheme is None:
+            raise PluginError(
+                f"ocync_registry_endpoint returned {endpoint!r} for registry {registry.label}; "
+                "expected an http(s)://host[:port] URL or None"
+            )
+        return endpoint
+
+    def normalize_repository(self, registry: RegistrySettings, repository: str) -> str:
+        """The registry's canonical name for `repository` (a plugin's, else `repository`).
+
+        :raises PluginError: a plugin answered something that is not a non-empty string.
+        """
+        normalized = self._pm.hook.ocync_normalize_repository(
+            registry=registry, kind=self.kind_for(registry), repository=repository
+        )
+        if normalized is None:
+            return repository
+        if not isinstance(normalized, str) or not normalized:
+            raise PluginError(
+                f"ocync_normalize_repository returned {normalized!r} for {repository!r} on "
+                f"registry {registry.label}; expected a repository name or None"
+            )
+        return normalized
 
     # -- per-registry answers ---------------------------------------------------------------
 

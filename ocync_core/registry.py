@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,8 @@ from urllib.parse import urlsplit
 from ocync_core.errors import BadInput
 
 __all__ = ["RegistrySettings", "is_loopback_host", "split_registry_url"]
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -80,13 +83,28 @@ class RegistrySettings:
         return split_registry_url(source)[1]
 
     def base_urls(self) -> list[str]:
-        """Base URLs to try, in order. Loopback without a scheme tries HTTPS, then HTTP."""
+        """Base URLs to try, in order. Loopback without a scheme tries HTTPS, then HTTP.
+
+        Plain HTTP to another machine happens only when asked for (`insecure_http` or an
+        ``http://`` URL), and is logged as a warning naming the registry.
+        """
         source = self.endpoint or self.url or self.host
         scheme, netloc = split_registry_url(source)
+        if scheme is None and self.insecure_http:
+            scheme = "http"
+        if scheme == "http" and not is_loopback_host(netloc):
+            why = "insecure_http" if self.insecure_http else f"the URL {source}"
+            log.warning(
+                "registry %s: plain HTTP to %s (%s): requests and responses are neither "
+                "encrypted nor authenticated",
+                self.label,
+                netloc,
+                why,
+            )
         if scheme is not None:
             return [f"{scheme}://{netloc}"]
-        if self.insecure_http:
-            return [f"http://{netloc}"]
         if is_loopback_host(netloc):
+            # Local test and development registries mostly speak plain HTTP; traffic to a
+            # loopback address never leaves the machine.
             return [f"https://{netloc}", f"http://{netloc}"]
         return [f"https://{netloc}"]

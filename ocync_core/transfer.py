@@ -45,6 +45,9 @@ __all__ = ["BlobMover", "BlobStats"]
 
 log = logging.getLogger(__name__)
 
+# Answers to a self-mount probe that mean "not understood here", not "failed".
+_PROBE_REFUSALS = frozenset({400, 405, 501})
+
 
 @dataclass
 class BlobStats:
@@ -256,11 +259,19 @@ class BlobMover:
                 return
             session = result.session
         if session is None and target.probes_existence_by_mount:
-            probe = await target.mount_blob(target_repo, blob.digest, target_repo)
-            if probe.mounted:  # the repository held it already
-                stats.skipped += 1
-                return
-            session = probe.session
+            try:
+                probe = await target.mount_blob(target_repo, blob.digest, target_repo)
+            except RegistryError as error:
+                # A registry that does not take a mount from the repository itself (400 for a
+                # repository it has not created yet, say) gets plain uploads from now on.
+                if error.status not in _PROBE_REFUSALS:
+                    raise
+                target.probe_refused(error)
+            else:
+                if probe.mounted:  # the repository held it already
+                    stats.skipped += 1
+                    return
+                session = probe.session
         policy = target.retry_policy
         reauthorized = False
         for attempt in range(1, policy.attempts + 1):

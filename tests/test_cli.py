@@ -387,3 +387,20 @@ def test_dest_creds_never_printed(seeded_registry, basic_registry, env) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert re.search(r"copied .* -> .*/flag/app:v1 sha256:", result.stdout)
+
+
+def test_plugins_lists_every_builtin_with_the_hosts_it_claims():
+    shown = ocync("plugins", env=dict(os.environ)).stdout
+    expected = {
+        "ocync_oci": "any OCI Distribution registry",
+        "ocync_ecr": "<account>.dkr.ecr.<region>.amazonaws.com",
+        "ocync_dockerhub": "docker.io",
+        "ocync_ghcr": "ghcr.io",
+        "ocync_gar": "-docker.pkg.dev",
+        "ocync_acr": ".azurecr.io",
+        "ocync_quay": "quay.io",
+        "ocync_chainguard": "cgr.dev",
+    }
+    blocks = dict(re.findall(r"^(ocync_\w+) .*\n    hosts: (.*)$", shown, flags=re.MULTILINE))
+    missing = {name: host for name, host in expected.items() if host not in blocks.get(name, "")}
+    assert not missing, f"`ocync plugins` does not show these hosts: {missing}\n{shown}"

@@ -31,6 +31,7 @@ from ocync_core.policies import (
     MountMode,
     MountPolicy,
     PushOutcome,
+    ReadPolicy,
     UploadMode,
     UploadStrategy,
 )
@@ -218,8 +219,11 @@ def test_resolve_returns_copy_with_kind() -> None:
 def test_generic_plugin_answers_every_hook() -> None:
     plugins = Plugins.load(allow=["ocync_oci"])  # the generic plugin alone
     assert plugins.mount_policy(GENERIC) == MountPolicy(
-        mode=MountMode.WITH_FROM, not_mounted_statuses=frozenset({401, 403, 404})
+        mode=MountMode.WITH_FROM,
+        not_mounted_statuses=frozenset({401, 403, 404}),
+        probe_existence=True,
     )
+    assert plugins.read_policy(GENERIC) == ReadPolicy()
     assert plugins.upload_strategy(GENERIC) == UploadStrategy(mode=UploadMode.POST_PUT)
     error = RegistryError(400, "PUT", "https://registry.example.com/v2/a/manifests/t")
     assert plugins.manifest_push_outcome(GENERIC, error, "sha256:" + "0" * 64) is None

@@ -19,6 +19,7 @@ from ocync_conformance.proxy import (
     UPLOAD_ACTIONS,
     FaultProxy,
     ProxyAction,
+    RequestView,
     classify,
 )
 from ocync_conformance.registry_process import RegistryProcess
@@ -612,3 +613,30 @@ def test_fail_when_predicate_sees_headers(proxied_registry: ProxiedRegistry) -> 
         )
         assert big.status_code == 416
     assert rule.fired == 1
+
+
+def test_add_headers_to_relayed_responses(proxied_registry: ProxiedRegistry) -> None:
+    """Fixed headers replace the upstream's; computed ones are asked for once per request."""
+    proxy = proxied_registry.proxy
+    seen: list[str] = []
+
+    def per_request(request: RequestView) -> dict[str, str]:
+        seen.append(request.method)
+        return {"RateLimit-Remaining": f"{100 - len(seen)};w=21600"}
+
+    proxy.add_headers(ProxyAction.MANIFEST_GET, per_request)
+    proxy.add_headers(ProxyAction.BLOB_HEAD, {"Docker-Distribution-Api-Version": "emulated/1"})
+    with proxied_registry.client() as c:
+        config = push_blob(c, REPO, CONFIG)
+        push_manifest(c, REPO, "v1", _manifest(config, config, len(CONFIG)))
+        first = c.get(f"/v2/{REPO}/manifests/v1", headers=ACCEPT)
+        second = c.get(f"/v2/{REPO}/manifests/v1", headers=ACCEPT)
+        head = c.head(f"/v2/{REPO}/manifests/v1", headers=ACCEPT)
+        blob = c.head(f"/v2/{REPO}/blobs/{config}")
+    assert first.status_code == second.status_code == 200
+    assert first.headers["RateLimit-Remaining"] == "99;w=21600"
+    assert second.headers["RateLimit-Remaining"] == "98;w=21600"
+    assert first.headers["Docker-Content-Digest"], "the upstream's own headers were dropped"
+    assert "RateLimit-Remaining" not in head.headers, "a rule for GETs touched a HEAD"
+    assert seen == ["GET", "GET"]
+    assert blob.headers.get_list("Docker-Distribution-Api-Version") == ["emulated/1"]

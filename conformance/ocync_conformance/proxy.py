@@ -15,7 +15,9 @@ On the way it:
 - applies `FaultRule`s, configurable at construction and at runtime: 429 above a concurrency
   or request-rate limit, failures with any status and a registry-style JSON error body,
   connection resets (before the response or mid-body), slow or stalled bodies, truncated
-  bodies, corrupted bodies, and plain added latency.
+  bodies, corrupted bodies, and plain added latency;
+- adds response headers to what it relays (`add_headers`), fixed or computed per request
+  (an emulated registry's rate-limit headers).
 
 Implementation choice: `ThreadingHTTPServer` (one thread per client connection) with one
 `http.client` upstream connection per client connection. Threads rather than trio because the
@@ -244,6 +246,7 @@ class FaultKind(enum.StrEnum):
     TRUNCATE_BODY = "truncate_body"
     CORRUPT_BODY = "corrupt_body"
     DELAY = "delay"
+    ADD_HEADERS = "add_headers"
 
 
 @dataclass(frozen=True)
@@ -299,6 +302,8 @@ class FaultRule:
     body: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     after_upstream: bool = False
+    # add_headers: `headers` and, per request, what `header_source` returns
+    header_source: Callable[[RequestView], Mapping[str, str]] | None = None
     # body effects
     after_bytes: int = 0
     keep_bytes: int = 0
@@ -397,6 +402,7 @@ class _Decision:
     body: _BodyPlan = field(default_factory=_BodyPlan)
     faults: list[str] = field(default_factory=list)
     slots: list[FaultRule] = field(default_factory=list)  # concurrency slots to release
+    headers: dict[str, str] = field(default_factory=dict)  # added to the relayed response
 
 
 @dataclass
@@ -697,21 +703,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_reply(decision.after_reply)
             return decision.after_reply.status, None
         try:
-            return self._relay_response(method, resp, decision.body)
+            return self._relay_response(method, resp, decision.body, decision.headers)
         except BaseException:
             # The upstream response was not read to its end: that connection is unusable.
             self._drop_upstream()
             raise
 
     def _relay_response(
-        self, method: str, resp: http.client.HTTPResponse, plan: _BodyPlan
+        self,
+        method: str,
+        resp: http.client.HTTPResponse,
+        plan: _BodyPlan,
+        added: Mapping[str, str],
     ) -> tuple[int, str | None]:
         status = resp.status
         headers: list[tuple[str, str]] = []
         length: int | None = None
+        replaced = {name.lower() for name in added}
         for k, v in resp.getheaders():
             lk = k.lower()
-            if lk in _HOP_BY_HOP:
+            if lk in _HOP_BY_HOP or lk in replaced:
                 continue
             if lk in _REWRITTEN:
                 v = self._rewrite(v)
@@ -719,6 +730,7 @@ class _Handler(BaseHTTPRequestHandler):
                 with contextlib.suppress(ValueError):
                     length = int(v)
             headers.append((k, v))
+        headers.extend(added.items())
         self._drop_upstream_after = bool(resp.will_close)
         no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
         chunked_out = not no_body and length is None
@@ -1098,6 +1110,10 @@ class FaultProxy:
                     continue
                 elif kind is FaultKind.DELAY:
                     d.delay += rule.seconds
+                elif kind is FaultKind.ADD_HEADERS:
+                    d.headers.update(rule.headers)
+                    if rule.header_source is not None:
+                        d.headers.update(rule.header_source(request))
                 elif kind is FaultKind.FAIL:
                     reply = self._fail_reply(rule)
                     if rule.after_upstream:
@@ -1425,6 +1441,39 @@ class FaultProxy:
             path=path,
             methods=methods,
             seconds=seconds,
+            rate=rate,
+            count=count,
+            skip=skip,
+            name=name,
+        )
+
+    def add_headers(
+        self,
+        actions: ActionsArg = None,
+        headers: Mapping[str, str] | Callable[[RequestView], Mapping[str, str]] | None = None,
+        *,
+        rate: float | None = None,
+        count: int | None = None,
+        skip: int = 0,
+        path: str | re.Pattern[str] | None = None,
+        methods: Iterable[str] | None = None,
+        when: Callable[[RequestView], bool] | None = None,
+        name: str = "",
+    ) -> FaultRule:
+        """Add `headers` to the upstream's response as relayed (replacing headers of the same
+        names): a mapping, or a function of the request called once per matching request when
+        it arrives (e.g. a registry's rate-limit headers). Responses the proxy makes up itself
+        (a `fail`, a limit's 429) carry only their own headers."""
+        fixed = headers if isinstance(headers, Mapping) else {}
+        source = None if headers is None or isinstance(headers, Mapping) else headers
+        return self._rule(
+            FaultKind.ADD_HEADERS,
+            actions,
+            path=path,
+            methods=methods,
+            when=when,
+            headers=dict(fixed),
+            header_source=source,
             rate=rate,
             count=count,
             skip=skip,

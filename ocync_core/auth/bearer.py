@@ -16,7 +16,14 @@ import httpx
 import trio
 
 from ocync_core.auth.credentials import Credentials
-from ocync_core.errors import EXIT_AUTH, EXIT_FAILURE, AuthenticationError, OcyncError
+from ocync_core.errors import (
+    EXIT_AUTH,
+    EXIT_FAILURE,
+    AuthenticationError,
+    OcyncError,
+    credential_forms,
+    redact_credentials,
+)
 from ocync_core.policies import Scopes
 
 __all__ = ["DEFAULT_EXPIRES_IN", "Dropped", "TokenCache", "TokenError", "TokenKey"]
@@ -172,34 +179,22 @@ class TokenCache:
         self, key: TokenKey, url: httpx.URL, credentials: Credentials | None
     ) -> _Entry:
         started = trio.current_time()
-        scopes = sorted(key.scopes)  # sorted: the same set always makes the same request
         self.fetches += 1
-        if credentials is not None and credentials.identity_token:
-            # OAuth2 refresh-token grant (what `docker login` leaves behind for some registries).
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": credentials.identity_token,
-                "client_id": _CLIENT_ID,
-            }
-            if key.service:
-                form["service"] = key.service
-            if scopes:
-                form["scope"] = " ".join(scopes)
-            response = await self._http.post(url, data=form)
-        else:
-            params: list[tuple[str, str]] = []
-            if key.service:
-                params.append(("service", key.service))
-            params.extend(("scope", scope) for scope in scopes)
-            headers = {}
-            if credentials is not None and credentials.has_password:
-                headers["Authorization"] = credentials.basic_header()
-            # copy_merge_params keeps any query the realm already has.
-            response = await self._http.get(url.copy_merge_params(params), headers=headers)
-        secrets = credentials.secrets() if credentials is not None else ()
         where = f"token endpoint {url.copy_with(query=None)} for {self._label}"
+        try:
+            response = await self._request(key, url, credentials)
+        except httpx.TransportError as exc:
+            # The same retryable error, naming the token endpoint: "cannot connect to
+            # 10.0.0.7:443" alone leaves the reader guessing whose address that is.
+            exc.args = (f"{where}: {exc}",)
+            raise
+        secrets = (
+            *(credentials.secrets() if credentials is not None else ()),
+            *credential_forms(response.request),
+        )
         if response.status_code != 200:
-            said = _scrub(_error_text(response), secrets)
+            # Redacted before it is cut short: a cut could leave part of a secret behind.
+            said = redact_credentials(_error_text(response), secrets)[:200]
             detail = f" ({said})" if said else ""
             hint = (
                 "; check the credentials for this registry"
@@ -224,6 +219,33 @@ class TokenCache:
         margin = min(max(lifetime * _RENEW_FRACTION, _RENEW_SECONDS), lifetime * _RENEW_AT_MOST)
         return _Entry(token, renew_at=started + lifetime - margin, expires_at=started + lifetime)
 
+    async def _request(
+        self, key: TokenKey, url: httpx.URL, credentials: Credentials | None
+    ) -> httpx.Response:
+        """The token request: a refresh-token grant, or a GET (with Basic credentials if any)."""
+        scopes = sorted(key.scopes)  # sorted: the same set always makes the same request
+        if credentials is not None and credentials.identity_token:
+            # OAuth2 refresh-token grant (what `docker login` leaves behind for some registries).
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": credentials.identity_token,
+                "client_id": _CLIENT_ID,
+            }
+            if key.service:
+                form["service"] = key.service
+            if scopes:
+                form["scope"] = " ".join(scopes)
+            return await self._http.post(url, data=form)
+        params: list[tuple[str, str]] = []
+        if key.service:
+            params.append(("service", key.service))
+        params.extend(("scope", scope) for scope in scopes)
+        headers = {}
+        if credentials is not None and credentials.has_password:
+            headers["Authorization"] = credentials.basic_header()
+        # copy_merge_params keeps any query the realm already has.
+        return await self._http.get(url.copy_merge_params(params), headers=headers)
+
 
 def _error_text(response: httpx.Response) -> str:
     """A short human message from a token endpoint's error body, if it has one."""
@@ -236,15 +258,8 @@ def _error_text(response: httpx.Response) -> str:
     for name in ("details", "error_description", "message", "error"):
         value = doc.get(name)
         if isinstance(value, str) and value:
-            return value[:200]
+            return value[:4096]
     errors = doc.get("errors")
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        return str(errors[0].get("message", ""))[:200]
+        return str(errors[0].get("message", ""))[:4096]
     return ""
-
-
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text

@@ -16,7 +16,7 @@ from ocync_core.auth.bearer import TokenCache, TokenKey
 from ocync_core.auth.challenge import Challenge, parse_www_authenticate
 from ocync_core.auth.credentials import Credentials
 from ocync_core.auth.dockerconfig import DockerConfig
-from ocync_core.auth.realm import check_realm, registry_hostnames
+from ocync_core.auth.realm import check_realm, is_registry_url, registry_origins
 from ocync_core.auth.scopes import merge_scopes, scopes_cover
 from ocync_core.errors import AuthenticationError, CredentialPolicyError
 from ocync_core.policies import Scopes
@@ -44,7 +44,7 @@ class StandardAuth:
         self._http = http
         self._docker_config = docker_config
         self._tokens = TokenCache(http, label=registry.label)
-        self._hosts = registry_hostnames(registry)
+        self._origins = registry_origins(registry)
         self._challenge: Challenge | None = None
         # Scopes the registry asked for (challenge `scope`) beyond what a caller requested,
         # keyed by what the caller requested: the next token for that request includes them.
@@ -70,9 +70,8 @@ class StandardAuth:
 
     async def authorize(self, request: httpx.Request, scopes: Scopes) -> None:
         """Set `Authorization` for these scopes, or leave the request anonymous."""
-        host = request.url.host.lower().rstrip(".")
-        if host not in self._hosts:
-            return  # a redirect to a CDN or another host never gets our credentials
+        if not is_registry_url(self._origins, request.url):
+            return  # a redirect to a CDN, another host or port never gets our credentials
         if self.registry.token:
             self._require_secure(request)
             request.headers["Authorization"] = f"Bearer {self.registry.token}"

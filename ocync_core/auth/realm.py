@@ -13,15 +13,22 @@ that collects passwords, or at a cloud metadata endpoint (SSRF). So:
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 
 import httpx
 
 from ocync_core.errors import CredentialPolicyError
 from ocync_core.registry import RegistrySettings, is_loopback_host, split_registry_url
 
-__all__ = ["check_realm", "registry_hostnames"]
+__all__ = ["check_realm", "is_registry_url", "registry_hostnames", "registry_origins"]
 
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
+# IPv4 as the C resolver also reads it: 1 to 4 parts, each decimal, octal (0251) or hex (0xa9).
+# `2852039166`, `0xa9fea9fe` and `169.254.43518` all reach 169.254.169.254.
+_LEGACY_IPV4 = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}")
+# RFC 6052 NAT64 well-known prefix: the low 32 bits are an IPv4 address the network reaches.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _METADATA_ADDRESSES = (
     ipaddress.ip_network("169.254.0.0/16"),  # AWS, Azure, GCP, OCI, OpenStack metadata
     ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
@@ -74,24 +81,62 @@ def registry_hostnames(registry: RegistrySettings) -> frozenset[str]:
     return frozenset(names)
 
 
+def registry_origins(registry: RegistrySettings) -> frozenset[tuple[str, int | None]]:
+    """Every (hostname, port) that is this registry; port None: the scheme's default port.
+
+    Credentials go only to these: another port of the same host is another server.
+    """
+    origins: set[tuple[str, int | None]] = set()
+    for source in (registry.host, registry.url, registry.endpoint):
+        if source:
+            netloc = split_registry_url(source)[1]
+            port = netloc.rsplit(":", 1)[1] if not netloc.endswith("]") and ":" in netloc else ""
+            origins.add((_hostname(netloc), int(port) if port.isdigit() else None))
+    if {name for name, _ in origins} & set(_DOCKER_HUB_HOSTS):
+        origins.update((name, None) for name in _DOCKER_HUB_HOSTS)
+    return frozenset(origins)
+
+
+def is_registry_url(origins: frozenset[tuple[str, int | None]], url: httpx.URL) -> bool:
+    """Whether `url` points at one of `origins` (`registry_origins`): same host and port."""
+    host = url.host.lower().rstrip(".")
+    default = {"https": 443, "http": 80}.get(url.scheme)
+    port = url.port if url.port is not None else default
+    if (host, port) in origins:
+        return True
+    return (host, None) in origins and port in (80, 443)
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address `host` denotes to the resolver, in any spelling it accepts; else None."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 zone does not matter
+    except ValueError:
+        pass
+    if _LEGACY_IPV4.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
 def _is_metadata(host: str) -> bool:
     if host in _METADATA_HOSTS:
         return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    address = _address(host)
+    if address is None:
         return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in _NAT64:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return any(address in network for network in _METADATA_ADDRESSES)
 
 
 def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    return _address(host) is not None
 
 
 def _within(host: str, domain: str) -> bool:

@@ -20,7 +20,13 @@ from ocync_core.config._models import (
     TagFilter,
     build_models,
 )
-from ocync_core.config._problems import ConfigProblems, Problem, secret_keys, translate
+from ocync_core.config._problems import (
+    ConfigProblems,
+    Problem,
+    looks_secret,
+    secret_keys,
+    translate,
+)
 from ocync_core.config._yaml import load_yaml
 from ocync_core.errors import ConfigError
 from ocync_core.manifest import Platform
@@ -90,9 +96,14 @@ class Config:
     def expand(self, redact: bool = True) -> dict[str, Any]:
         """The configuration with variables resolved and defaults filled in, as plain data.
 
-        Secrets are shown as ``***`` unless `redact` is False.
+        Secrets (values typed as secrets, and text under a key named like one) are shown as
+        ``***`` unless `redact` is False.
         """
-        return _plain(self.model.model_dump(mode="python", by_alias=True), redact)
+        expanded = _plain(self.model.model_dump(mode="python", by_alias=True), redact)
+        if redact:
+            for registry in expanded["registries"].values():
+                _redact_named_secrets(registry)
+        return expanded
 
     def __repr__(self) -> str:
         return (
@@ -120,6 +131,23 @@ def _plain(value: Any, redact: bool) -> Any:
     if isinstance(value, float):
         return float(value)
     return value
+
+
+def _redact_named_secrets(node: dict[str, Any]) -> None:
+    """Redact text under keys named like secrets, at any depth of a registry's settings (a
+    plugin may type a secret as plain `str`)."""
+    for key, value in node.items():
+        secret = looks_secret(key)
+        if isinstance(value, str) and secret:
+            node[key] = REDACTED
+        elif isinstance(value, dict):
+            _redact_named_secrets(value)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, str) and secret:
+                    value[index] = REDACTED
+                elif isinstance(item, dict):
+                    _redact_named_secrets(item)
 
 
 # -- entry points -----------------------------------------------------------------------------
@@ -186,6 +214,10 @@ def parse_config(
                 )
             ],
         )
+    if plugins is None:
+        from ocync_core.plugins import Plugins
+
+        plugins = Plugins.load()
     registry_model, root_model = _models_for(plugins)
     interpolated = interpolate_tree(data, os.environ if env is None else env)
     if interpolated.problems:
@@ -202,7 +234,7 @@ def parse_config(
     plugin_keys = [
         name for name in registry_model.model_fields if name not in RegistryBase.model_fields
     ]
-    return _resolve(model, plugin_keys, source)
+    return _resolve(model, plugin_keys, source, plugins)
 
 
 def config_json_schema(plugins: Plugins | None = None) -> dict[str, Any]:
@@ -256,7 +288,7 @@ def _registry_settings(alias: str, registry: Any, plugin_keys: list[str]) -> Reg
     )
 
 
-def _resolve(model: ConfigBase, plugin_keys: list[str], source: str) -> Config:
+def _resolve(model: ConfigBase, plugin_keys: list[str], source: str, plugins: Plugins) -> Config:
     problems: list[Problem] = []
     registries = {
         alias: _registry_settings(alias, registry, plugin_keys)
@@ -329,6 +361,7 @@ def _resolve(model: ConfigBase, plugin_keys: list[str], source: str) -> Config:
             check_source,
             expand_targets,
             problems,
+            plugins,
         )
         if resolved is not None:
             mappings.append(resolved)
@@ -346,6 +379,7 @@ def _resolve_mapping(
     check_source: Any,
     expand_targets: Any,
     problems: list[Problem],
+    plugins: Plugins,
 ) -> ResolvedMapping | None:
     at = f"mappings[{index}]"
     before = len(problems)
@@ -374,9 +408,12 @@ def _resolve_mapping(
                 f"the repository path on the source ({rest!r})",
             )
         )
-    repository = mapping.to if mapping.to is not None else mapping.from_
+    # Each registry's own spelling (Docker Hub: `nginx` is `library/nginx`).
+    source_repository = plugins.normalize_repository(source, mapping.from_)
+    written = mapping.to if mapping.to is not None else mapping.from_
+    repositories = {a: plugins.normalize_repository(registries[a], written) for a in targets}
     for alias in targets:
-        if alias == source_alias and repository == mapping.from_:
+        if alias == source_alias and repositories[alias] == source_repository:
             problems.append(
                 Problem(
                     f"{at}.targets",
@@ -390,8 +427,8 @@ def _resolve_mapping(
         index=index,
         source_alias=source_alias,
         source=source,
-        source_repository=mapping.from_,
-        targets=tuple(ResolvedTarget(a, registries[a], repository) for a in targets),
+        source_repository=source_repository,
+        targets=tuple(ResolvedTarget(a, registries[a], repositories[a]) for a in targets),
         tags=_pick(mapping.tags, defaults.tags, TagFilter),
         platforms=tuple(
             Platform.parse(p) for p in _pick(mapping.platforms, defaults.platforms, list)

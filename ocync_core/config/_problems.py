@@ -1,7 +1,7 @@
 """Turning pydantic's error list into `<file>: <path>: <what is wrong>` lines.
 
 Secrets never appear: the value of an error under a secret key (``password``, ``token``,
-``credentials`` and every plugin key typed as a secret) is never shown.
+``credentials``, every key typed as a secret, and every key named like one) is never shown.
 """
 
 from __future__ import annotations
@@ -23,12 +23,21 @@ __all__ = [
     "ConfigProblems",
     "Problem",
     "format_path",
+    "looks_secret",
     "secret_keys",
     "translate",
 ]
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _ALWAYS_SECRET = frozenset({"password", "token", "credentials"})
+# A plugin may type a secret as plain `str`: its name still gives it away.
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "private_key")
+
+
+def looks_secret(key: str) -> bool:
+    """Whether a key's name says its value is a secret (``client_secret``, ``api_token``)."""
+    name = key.lower()
+    return name in _ALWAYS_SECRET or any(word in name for word in _SECRET_WORDS)
 
 
 @dataclass(frozen=True)
@@ -78,8 +87,9 @@ def secret_keys(model: type[BaseModel]) -> frozenset[str]:
             return
         seen.add(m)
         for name, field in m.model_fields.items():
-            if "Secret" in repr(field.annotation):
-                keys.add(field.alias or name)
+            key = field.alias or name
+            if "Secret" in repr(field.annotation) or looks_secret(key):
+                keys.add(key)
             for sub in _models_in(field.annotation):
                 visit(sub)
 

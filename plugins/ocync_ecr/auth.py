@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import trio
 
-from ocync_core.auth.realm import registry_hostnames
+from ocync_core.auth.realm import is_registry_url, registry_origins
 from ocync_core.errors import AuthenticationError, CredentialPolicyError
 from ocync_core.policies import Scopes
 from ocync_core.registry import is_loopback_host
@@ -55,7 +55,7 @@ class EcrAuth:
         self.registry = registry
         self.api = api or EcrApi(registry)
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
-        self._hosts = registry_hostnames(registry)
+        self._origins = registry_origins(registry)
         self._token: str | None = None
         self._refresh_at = 0.0  # trio clock
         self._lock = trio.Lock()
@@ -69,7 +69,7 @@ class EcrAuth:
 
     async def authorize(self, request: httpx.Request, scopes: Scopes) -> None:
         host = request.url.host.lower().rstrip(".")
-        if host not in self._hosts:
+        if not is_registry_url(self._origins, request.url):
             return  # blob redirects to S3 carry their own signature, never our token
         if request.url.scheme == "http" and not is_loopback_host(host):
             raise CredentialPolicyError(

@@ -55,9 +55,12 @@ OCYNC_KINDS = ("oci",)
 OCYNC_HOSTS = ("any OCI Distribution registry (fallback)",)
 
 # Mount with `from=`; a 401/403/404 is "not mounted, no session opened": Harbor answers 401
-# to a mount from a repository that does not exist (or the token lacks pull on it).
+# to a mount from a repository that does not exist (or the token lacks pull on it). A mount
+# from the target repository itself replaces the blob HEAD (the conformance kit checks it).
 MOUNT_POLICY = MountPolicy(
-    mode=MountMode.WITH_FROM, not_mounted_statuses=frozenset({401, 403, 404})
+    mode=MountMode.WITH_FROM,
+    not_mounted_statuses=frozenset({401, 403, 404}),
+    probe_existence=True,
 )
 UPLOAD_STRATEGY = UploadStrategy(mode=UploadMode.POST_PUT)
 READ_POLICY = ReadPolicy()
@@ -91,6 +94,18 @@ THROTTLE_POLICY = ThrottlePolicy(
 @hookimpl(trylast=True)
 def ocync_registry_kind(registry: RegistrySettings) -> str | None:
     return None  # "oci" is the fallback, never a claim
+
+
+@hookimpl(trylast=True)
+def ocync_registry_endpoint(registry: RegistrySettings, kind: str) -> str | None:
+    return None  # requests go to the registry's own host
+
+
+@hookimpl(trylast=True)
+def ocync_normalize_repository(
+    registry: RegistrySettings, kind: str, repository: str
+) -> str | None:
+    return None  # a repository is named as written
 
 
 @hookimpl(trylast=True)

@@ -122,6 +122,7 @@ class ReferrerChecks(SuiteBase):
             f"{sorted(map(str, expected))}, got {sorted(map(str, found))} "
             f"(via the API: {listing.via_api})"
         )
+        proxy.wait_idle()  # the proxy logs a request after its answer reached the client
         api_calls = proxy.count(["referrers"], status=200)
         assert api_calls == 1, f"listing referrers sent {api_calls} successful referrers requests"
         reads = _fallback_reads(proxy, subject_digest)

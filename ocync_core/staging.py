@@ -49,6 +49,7 @@ class BlobStaging:
         self.directory = directory
         self.enabled = True
         self._locks: dict[Digest, trio.Lock] = {}
+        self._verified: set[Digest] = set()  # written or checked by this run
 
     def _path(self, digest: Digest) -> Path:
         return self.directory / digest.algorithm / digest.hex
@@ -62,20 +63,44 @@ class BlobStaging:
         lock = self._locks.setdefault(blob.digest, trio.Lock())
         async with lock:
             path = self._path(blob.digest)
-            if path.exists() and path.stat().st_size == blob.size:
+            if await self._usable(path, blob):
                 return StagedBlob(path, blob.digest, blob.size)
+            if not self.enabled:
+                return None  # another blob's failure turned staging off meanwhile
             try:
                 await self._download(source, repository, blob, path)
             except OSError as exc:
-                self.enabled = False
-                log.warning(
-                    "staging disabled for the rest of the run: cannot write %s (%s); "
-                    "blobs now stream from the source once per target",
-                    self.directory,
-                    exc.strerror or exc,
-                )
+                self._disable(exc)
                 return None
+            self._verified.add(blob.digest)
             return StagedBlob(path, blob.digest, blob.size)
+
+    def _disable(self, error: OSError) -> None:
+        # Downloads in flight fail together when the disk fills up: one warning says it all.
+        if not self.enabled:
+            return
+        self.enabled = False
+        log.warning(
+            "staging disabled for the rest of the run: cannot write %s (%s); "
+            "blobs now stream from the source once per target",
+            self.directory,
+            error.strerror or error,
+        )
+
+    async def _usable(self, path: Path, blob: Descriptor) -> bool:
+        """Whether a staged copy is there and intact (hashed once if an earlier run left it)."""
+        try:
+            if path.stat().st_size != blob.size:
+                return False
+        except OSError:
+            return False
+        if blob.digest in self._verified:
+            return True
+        if not await trio.to_thread.run_sync(_intact, path, blob.digest):
+            log.info("staged copy of %s does not match its digest; fetching it again", blob.digest)
+            return False
+        self._verified.add(blob.digest)
+        return True
 
     async def _download(
         self, source: RegistryClient, repository: str, blob: Descriptor, path: Path
@@ -94,3 +119,14 @@ class BlobStaging:
         except BaseException:
             await trio.to_thread.run_sync(lambda: Path(partial).unlink(missing_ok=True))
             raise
+
+
+def _intact(path: Path, digest: Digest) -> bool:
+    verifier = digest.verifier()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_READ_CHUNK):
+                verifier.update(chunk)
+    except OSError:
+        return False
+    return verifier.actual() == digest

@@ -11,6 +11,7 @@ import base64
 import binascii
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any
 from ocync_core.auth.credentials import Credentials
 from ocync_core.errors import AuthenticationError, ConfigError
 
-__all__ = ["DOCKER_HUB_SERVER", "DockerConfig", "default_config_path"]
+__all__ = ["DOCKER_HUB_SERVER", "HELPER_TIMEOUT_VARIABLE", "DockerConfig", "default_config_path"]
 
 # The key `docker login` writes for Docker Hub, and what it passes to credential helpers.
 DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
@@ -31,6 +32,9 @@ _NOT_FOUND = "credentials not found"
 # docker-credential-helpers' convention: this username means the secret is an identity token.
 _IDENTITY_TOKEN_USER = "<token>"
 DEFAULT_HELPER_TIMEOUT = 20.0
+# A helper that hangs (a locked keychain waiting for a prompt nobody answers) holds up every
+# image that needs its registry: unattended mirrors may want to give up sooner.
+HELPER_TIMEOUT_VARIABLE = "OCYNC_CREDENTIAL_HELPER_TIMEOUT"
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -40,6 +44,20 @@ def default_config_path(env: Mapping[str, str] | None = None) -> Path:
     if base:
         return Path(base) / "config.json"
     return Path.home() / ".docker" / "config.json"
+
+
+def _helper_timeout(env: Mapping[str, str]) -> float:
+    """Seconds a credential helper may take: `OCYNC_CREDENTIAL_HELPER_TIMEOUT`, else 20."""
+    raw = env.get(HELPER_TIMEOUT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_HELPER_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"{HELPER_TIMEOUT_VARIABLE}: expected seconds > 0, got {raw[:40]!r}")
+    return seconds
 
 
 def _host_of_key(key: str) -> str:
@@ -64,7 +82,8 @@ class DockerConfig:
 
     `path` None means the default location; a missing file is an empty configuration.
     `helper_timeout` bounds each credential-helper run (seconds of wall time; this runs in a
-    worker thread, outside trio's clock).
+    worker thread, outside trio's clock); None means `$OCYNC_CREDENTIAL_HELPER_TIMEOUT`, else
+    20 seconds.
     """
 
     def __init__(
@@ -72,7 +91,7 @@ class DockerConfig:
         path: str | os.PathLike[str] | None = None,
         *,
         env: Mapping[str, str] | None = None,
-        helper_timeout: float = DEFAULT_HELPER_TIMEOUT,
+        helper_timeout: float | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else default_config_path(env)
         self.helper_timeout = helper_timeout
@@ -81,7 +100,7 @@ class DockerConfig:
 
     @classmethod
     def from_mapping(
-        cls, data: Mapping[str, Any], *, helper_timeout: float = DEFAULT_HELPER_TIMEOUT
+        cls, data: Mapping[str, Any], *, helper_timeout: float | None = None
     ) -> DockerConfig:
         """A configuration given as data (tests, or config embedded elsewhere)."""
         config = cls(os.devnull, helper_timeout=helper_timeout)
@@ -167,6 +186,9 @@ class DockerConfig:
         """Run `docker-credential-<helper> get` with the server URL on stdin."""
         program = f"docker-credential-{helper}"
         where = f"credential helper {program} for {server_url}"
+        timeout = self.helper_timeout
+        if timeout is None:
+            timeout = _helper_timeout(self._env)
         try:
             proc = subprocess.Popen(
                 [program, "get"],
@@ -183,12 +205,10 @@ class DockerConfig:
         except OSError as exc:
             raise AuthenticationError(f"{where}: cannot run ({exc.strerror})") from None
         try:
-            out, err = proc.communicate(server_url.encode(), timeout=self.helper_timeout)
+            out, err = proc.communicate(server_url.encode(), timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            raise AuthenticationError(
-                f"{where}: no answer within {self.helper_timeout:g} s"
-            ) from None
+            raise AuthenticationError(f"{where}: no answer within {timeout:g} s") from None
         said = err.decode("utf-8", "replace").strip().splitlines()
         if proc.returncode != 0:
             # "Not found" arrives on stdout (docker-credential-helpers) or stderr (others);

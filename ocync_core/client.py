@@ -12,6 +12,7 @@ import functools
 import logging
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Container, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -40,7 +41,14 @@ from ocync_core.manifest import (
 )
 from ocync_core.policies import Action, MountMode, Scopes, UploadMode
 from ocync_core.registry import RegistrySettings
-from ocync_core.retry import RetryPolicy, describe_request, is_certificate_error, with_retries
+from ocync_core.retry import (
+    RETRYABLE_STATUSES,
+    RetryPolicy,
+    describe_request,
+    is_certificate_error,
+    parse_retry_after,
+    with_retries,
+)
 from ocync_core.throttle import RegistryThrottle
 
 if TYPE_CHECKING:
@@ -105,7 +113,19 @@ class BlobReader:
     async def chunks(self) -> AsyncIterator[bytes]:
         verifier = self.digest.verifier()
         held: bytes | None = None
-        async for chunk in _body(self._response):
+        body = _body(self._response).__aiter__()
+        while True:
+            try:
+                chunk = await body.__anext__()
+            except StopAsyncIteration:
+                break
+            except httpx.TransportError as exc:
+                # Name the blob and where it broke: "ReadError: " alone tells nobody anything.
+                source = self._response.request.url.copy_with(query=None)
+                raise TransferError(
+                    f"blob {self.digest} from {source}: the download broke after "
+                    f"{verifier.size} bytes ({type(exc).__name__}: {_describe(exc)})"
+                ) from exc
             if not chunk:
                 continue
             verifier.update(chunk)
@@ -197,7 +217,7 @@ class RegistryClient:
         for index, base in enumerate(candidates):
             has_fallback = index + 1 < len(candidates)
             try:
-                response = await self.http.get(f"{base}/v2/")
+                response = await self._ping(base)
             except (*_FALLBACK_ERRORS, httpx.ConnectTimeout) as exc:
                 last = exc
                 # A certificate the server presented but we cannot trust means the server
@@ -219,6 +239,21 @@ class RegistryClient:
         raise TransferError(
             f"registry {self.registry.label}: cannot connect to {base} ({_describe(last)}){hint}"
         )
+
+    async def _ping(self, base: str) -> httpx.Response:
+        """GET /v2/, retrying 429 and 5xx answers (a registry that is starting, or busy)."""
+        policy = self.retry_policy
+        for attempt in range(1, policy.attempts + 1):
+            response = await self.http.get(f"{base}/v2/")
+            if response.status_code not in RETRYABLE_STATUSES or attempt == policy.attempts:
+                return response
+            wait = policy.delay(
+                attempt,
+                parse_retry_after(response.headers.get("Retry-After"), now_wall=time.time()),
+            )
+            log.info("ping %s answered %d; again in %.1fs", base, response.status_code, wait)
+            await trio.sleep(wait)
+        raise AssertionError("unreachable")
 
     async def ping(self) -> str:
         """Reach the registry and learn its auth challenge; returns the base URL used."""

@@ -453,10 +453,10 @@ async def _push(
     copied = tree()
     try:
         await copied.copy(manifest, tag, check_children=check_children)
-    except BaseExceptionGroup as group:
+    except (RegistryError, BaseExceptionGroup) as failure:
         blob_unknown = [
             e
-            for e in leaf_errors(group)
+            for e in leaf_errors(failure)
             if isinstance(e, RegistryError) and e.code == "MANIFEST_BLOB_UNKNOWN"
         ]
         if not blob_unknown:

@@ -33,6 +33,7 @@ from ocync_core.errors import OcyncError, RegistryError, TransferError
 from ocync_core.manifest import Descriptor
 from ocync_core.retry import (
     RETRYABLE_STATUSES,
+    RetryExhausted,
     is_retryable_exception,
     parse_retry_after,
 )
@@ -321,6 +322,8 @@ def _worth_retrying(error: BaseException) -> bool:
     """Transient failures of a blob move: throttling, 5xx, broken or corrupted transfers."""
     if isinstance(error, RegistryError):
         return error.status in RETRYABLE_STATUSES
+    if isinstance(error, RetryExhausted):
+        return False  # the client already tried that request its full number of times
     # A truncated or corrupted body in transit may be the network's fault: fetch again.
     return isinstance(error, TransferError) or is_retryable_exception(error)
 

@@ -18,7 +18,7 @@ from ocync_core.auth.credentials import Credentials
 from ocync_core.auth.dockerconfig import DockerConfig
 from ocync_core.auth.realm import check_realm, is_registry_url, registry_origins
 from ocync_core.auth.scopes import merge_scopes, scopes_cover
-from ocync_core.errors import AuthenticationError, CredentialPolicyError
+from ocync_core.errors import AuthenticationError, CredentialPolicyError, OcyncError
 from ocync_core.policies import Scopes
 from ocync_core.registry import RegistrySettings, is_loopback_host
 
@@ -51,6 +51,7 @@ class StandardAuth:
         self._extra_scopes: dict[Scopes, Scopes] = {}
         self._credentials: Credentials | None = None
         self._credentials_known = False
+        self._credentials_failure: OcyncError | None = None
         self._credentials_lock = trio.Lock()
 
     def __repr__(self) -> str:
@@ -139,12 +140,21 @@ class StandardAuth:
     # -- helpers --------------------------------------------------------------------------
 
     async def credentials(self) -> Credentials | None:
-        """The credentials for this registry, resolved once."""
+        """The credentials for this registry, resolved once (a failure too: a credential helper
+        that failed or hung is not asked again for every image of the run)."""
+        if self._credentials_failure is not None:
+            raise self._credentials_failure
         if self._credentials_known:
             return self._credentials
         async with self._credentials_lock:
+            if self._credentials_failure is not None:
+                raise self._credentials_failure
             if not self._credentials_known:
-                self._credentials = await self._resolve_credentials()
+                try:
+                    self._credentials = await self._resolve_credentials()
+                except OcyncError as failure:
+                    self._credentials_failure = failure
+                    raise
                 self._credentials_known = True
         return self._credentials
 

@@ -1,5 +1,5 @@
 """`python -m ocync_core` runs the `ocync` command."""
 
-from ocync_core.cli import main
+from ocync_core.entry import main
 
 main()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING
 
 from ocync_core.report import ImageResult, human_size
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 __all__ = ["SyncProgress"]
 
@@ -23,6 +24,16 @@ class SyncProgress:
         self._progress: Progress | None = None
         self._task = None
         if self.enabled:
+            # Imported only for a terminal: rich costs tens of milliseconds of start-up.
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("[bold]sync[/bold]"),
                 BarColumn(),

@@ -42,6 +42,7 @@ __all__ = [
     "contributed_environments",
     "external_target",
     "start_environment",
+    "token_registry_target",
 ]
 
 TEST_USERNAME = "ocync"
@@ -127,7 +128,24 @@ def _basic(workdir: Path) -> Iterator[Target]:
 
 
 @contextmanager
-def _bearer(workdir: Path) -> Iterator[Target]:
+def token_registry_target(
+    workdir: Path,
+    *,
+    name: str,
+    username: str,
+    password: str,
+    capabilities: Capabilities,
+    host: str | None = None,
+    service: str | None = None,
+    wrong_password: str | None = None,
+    quirks: Callable[[FaultProxy], None] | None = None,
+) -> Iterator[Target]:
+    """docker-registry with the kit's token server (one user), behind a `FaultProxy`.
+
+    What most registry emulations start from: `host` is the identity ocync sees (e.g.
+    ``ghcr.io``; None: the proxy's own address), `service` the token service's name, `quirks`
+    installs the registry's behaviour on the proxy (with `FaultProxy.emulate`).
+    """
     from ocync_conformance.certs import make_signing_cert
     from ocync_conformance.images import ChallengeAuth
     from ocync_conformance.registry_process import RegistryProcess
@@ -136,31 +154,49 @@ def _bearer(workdir: Path) -> Iterator[Target]:
     with ExitStack() as stack:
         tokens = stack.enter_context(
             TokenServer(
-                users={TEST_USERNAME: TEST_PASSWORD},
+                users={username: password},
                 signing=make_signing_cert(workdir / "signing"),
+                **({"service": service} if service is not None else {}),
             )
         )
         registry = stack.enter_context(
             RegistryProcess(
                 workdir=workdir / "registry",
                 token_server=tokens,
-                username=TEST_USERNAME,
-                password=TEST_PASSWORD,
+                username=username,
+                password=password,
             )
         )
-        proxy = stack.enter_context(FaultProxy(registry))
-        settings = RegistrySettings(
-            host=proxy.host, url=proxy.url, username=TEST_USERNAME, password=TEST_PASSWORD
-        )
+        proxy = stack.enter_context(FaultProxy(registry, name=name))
+        if quirks is not None:
+            quirks(proxy)
+        if host is None:
+            settings = RegistrySettings(
+                host=proxy.host, url=proxy.url, username=username, password=password
+            )
+        else:
+            settings = RegistrySettings(
+                host=host, endpoint=proxy.url, username=username, password=password
+            )
         yield Target(
-            name="bearer",
+            name=name,
             settings=settings,
             proxy=proxy,
             upstream=registry.url,
-            capabilities=Capabilities(credentials=True),
-            direct_auth=ChallengeAuth(TEST_USERNAME, TEST_PASSWORD),
-            wrong_credentials=replace(settings, password="not-" + TEST_PASSWORD),
+            capabilities=capabilities,
+            direct_auth=ChallengeAuth(username, password),
+            wrong_credentials=replace(settings, password=wrong_password or "not-" + password),
         )
+
+
+def _bearer(workdir: Path) -> AbstractContextManager[Target]:
+    return token_registry_target(
+        workdir,
+        name="bearer",
+        username=TEST_USERNAME,
+        password=TEST_PASSWORD,
+        capabilities=Capabilities(credentials=True),
+    )
 
 
 @contextmanager

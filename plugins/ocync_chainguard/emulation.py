@@ -13,21 +13,14 @@ This module imports the conformance kit; only the kit imports it (through the pl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ocync_chainguard.detect import CHAINGUARD_HOST
 from ocync_chainguard.scope_check import token_misfits
 from ocync_conformance.capabilities import Capabilities
-from ocync_conformance.certs import make_signing_cert
-from ocync_conformance.environments import EnvironmentFactory, Target
-from ocync_conformance.images import ChallengeAuth
+from ocync_conformance.environments import EnvironmentFactory, Target, token_registry_target
 from ocync_conformance.proxy import FaultProxy
-from ocync_conformance.registry_process import RegistryProcess
-from ocync_conformance.tokenserver import TokenServer
-from ocync_core.registry import RegistrySettings
 
 __all__ = [
     "CAPABILITIES",
@@ -60,39 +53,19 @@ def install_quirks(proxy: FaultProxy) -> None:
     )
 
 
-@contextmanager
-def chainguard_environment(workdir: Path) -> Iterator[Target]:
+def chainguard_environment(workdir: Path) -> AbstractContextManager[Target]:
     """Start the emulated cgr.dev; its settings name ``cgr.dev``, its requests go to the proxy."""
-    with ExitStack() as stack:
-        tokens = stack.enter_context(
-            TokenServer(
-                users={USERNAME: PASSWORD},
-                service=CHAINGUARD_HOST,
-                signing=make_signing_cert(workdir / "signing"),
-            )
-        )
-        registry = stack.enter_context(
-            RegistryProcess(
-                workdir=workdir / "registry",
-                token_server=tokens,
-                username=USERNAME,
-                password=PASSWORD,
-            )
-        )
-        proxy = stack.enter_context(FaultProxy(registry, name="chainguard"))
-        install_quirks(proxy)
-        settings = RegistrySettings(
-            host=CHAINGUARD_HOST, endpoint=proxy.url, username=USERNAME, password=PASSWORD
-        )
-        yield Target(
-            name="chainguard",
-            settings=settings,
-            proxy=proxy,
-            upstream=registry.url,
-            capabilities=CAPABILITIES,
-            direct_auth=ChallengeAuth(USERNAME, PASSWORD),
-            wrong_credentials=replace(settings, password="revoked-pull-token"),
-        )
+    return token_registry_target(
+        workdir,
+        name="chainguard",
+        host=CHAINGUARD_HOST,
+        service=CHAINGUARD_HOST,
+        username=USERNAME,
+        password=PASSWORD,
+        wrong_password="revoked-pull-token",
+        capabilities=CAPABILITIES,
+        quirks=install_quirks,
+    )
 
 
 CHAINGUARD_ENVIRONMENTS: dict[str, EnvironmentFactory] = {"chainguard": chainguard_environment}

@@ -18,19 +18,12 @@ This module imports the conformance kit; only the kit imports it (through the pl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ocync_conformance.capabilities import Capabilities
-from ocync_conformance.certs import make_signing_cert
-from ocync_conformance.environments import EnvironmentFactory, Target
-from ocync_conformance.images import ChallengeAuth
+from ocync_conformance.environments import EnvironmentFactory, Target, token_registry_target
 from ocync_conformance.proxy import FaultKind, FaultProxy, FaultRule, ProxyAction, RequestView
-from ocync_conformance.registry_process import RegistryProcess
-from ocync_conformance.tokenserver import TokenServer
-from ocync_core.registry import RegistrySettings
 from ocync_ghcr.detect import GHCR_HOST
 from ocync_ghcr.throttle import CAP_PER_MINUTE
 
@@ -101,39 +94,19 @@ def install_quirks(proxy: FaultProxy) -> None:
     )
 
 
-@contextmanager
-def ghcr_environment(workdir: Path) -> Iterator[Target]:
+def ghcr_environment(workdir: Path) -> AbstractContextManager[Target]:
     """Start the emulated GHCR; its settings name ``ghcr.io``, its requests go to the proxy."""
-    with ExitStack() as stack:
-        tokens = stack.enter_context(
-            TokenServer(
-                users={USERNAME: PASSWORD},
-                service=GHCR_HOST,
-                signing=make_signing_cert(workdir / "signing"),
-            )
-        )
-        registry = stack.enter_context(
-            RegistryProcess(
-                workdir=workdir / "registry",
-                token_server=tokens,
-                username=USERNAME,
-                password=PASSWORD,
-            )
-        )
-        proxy = stack.enter_context(FaultProxy(registry, name="ghcr"))
-        install_quirks(proxy)
-        settings = RegistrySettings(
-            host=GHCR_HOST, endpoint=proxy.url, username=USERNAME, password=PASSWORD
-        )
-        yield Target(
-            name="ghcr",
-            settings=settings,
-            proxy=proxy,
-            upstream=registry.url,
-            capabilities=CAPABILITIES,
-            direct_auth=ChallengeAuth(USERNAME, PASSWORD),
-            wrong_credentials=replace(settings, password="ghp_revokedToken"),
-        )
+    return token_registry_target(
+        workdir,
+        name="ghcr",
+        host=GHCR_HOST,
+        service=GHCR_HOST,
+        username=USERNAME,
+        password=PASSWORD,
+        wrong_password="ghp_revokedToken",
+        capabilities=CAPABILITIES,
+        quirks=install_quirks,
+    )
 
 
 GHCR_ENVIRONMENTS: dict[str, EnvironmentFactory] = {"ghcr": ghcr_environment}

@@ -11,15 +11,11 @@ plugin pin that the emulation keeps doing so.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ocync_conformance.capabilities import Capabilities
-from ocync_conformance.environments import EnvironmentFactory, Target
-from ocync_conformance.proxy import FaultProxy
-from ocync_core.registry import RegistrySettings
+from ocync_conformance.environments import EnvironmentFactory, Target, token_registry_target
 
 __all__ = ["QUAY_ENVIRONMENTS", "QUAY_SERVICE", "ROBOT_TOKEN", "ROBOT_USERNAME", "quay_environment"]
 
@@ -28,43 +24,17 @@ ROBOT_USERNAME = "myorg+mirror"
 ROBOT_TOKEN = "ROBOT0CONFORMANCE0TOKEN"
 
 
-@contextmanager
-def quay_environment(workdir: Path) -> Iterator[Target]:
+def quay_environment(workdir: Path) -> AbstractContextManager[Target]:
     """Start the emulated quay.io."""
-    from ocync_conformance.certs import make_signing_cert
-    from ocync_conformance.images import ChallengeAuth
-    from ocync_conformance.registry_process import RegistryProcess
-    from ocync_conformance.tokenserver import TokenServer
-
-    with ExitStack() as stack:
-        tokens = stack.enter_context(
-            TokenServer(
-                users={ROBOT_USERNAME: ROBOT_TOKEN},
-                service=QUAY_SERVICE,
-                signing=make_signing_cert(workdir / "signing"),
-            )
-        )
-        registry = stack.enter_context(
-            RegistryProcess(
-                workdir=workdir / "registry",
-                token_server=tokens,
-                username=ROBOT_USERNAME,
-                password=ROBOT_TOKEN,
-            )
-        )
-        proxy = stack.enter_context(FaultProxy(registry, name="quay"))
-        settings = RegistrySettings(
-            host="quay.io", endpoint=proxy.url, username=ROBOT_USERNAME, password=ROBOT_TOKEN
-        )
-        yield Target(
-            name="quay",
-            settings=settings,
-            proxy=proxy,
-            upstream=registry.url,
-            capabilities=Capabilities(credentials=True),
-            direct_auth=ChallengeAuth(ROBOT_USERNAME, ROBOT_TOKEN),
-            wrong_credentials=replace(settings, password="not-" + ROBOT_TOKEN),
-        )
+    return token_registry_target(
+        workdir,
+        name="quay",
+        host="quay.io",
+        service=QUAY_SERVICE,
+        username=ROBOT_USERNAME,
+        password=ROBOT_TOKEN,
+        capabilities=Capabilities(credentials=True),
+    )
 
 
 QUAY_ENVIRONMENTS: dict[str, EnvironmentFactory] = {"quay": quay_environment}

@@ -457,7 +457,7 @@ async def _push(
         blob_unknown = [
             e
             for e in leaf_errors(failure)
-            if isinstance(e, RegistryError) and e.code == "MANIFEST_BLOB_UNKNOWN"
+            if isinstance(e, RegistryError) and e.has_code("MANIFEST_BLOB_UNKNOWN")
         ]
         if not blob_unknown:
             raise

@@ -133,6 +133,10 @@ class RegistryError(OcyncError):
         """The first error code the registry gave (e.g. MANIFEST_UNKNOWN), if any."""
         return self.errors[0].code if self.errors else None
 
+    def has_code(self, code: str) -> bool:
+        """Whether any of the registry's errors carries `code` (they can come several at once)."""
+        return any(e.code == code for e in self.errors)
+
     def _message(self) -> str:
         head = f"{self.what}: " if self.what else ""
         where = f"{self.method} {self.url} -> {self.status}"

@@ -173,6 +173,8 @@ class BlobMover:
             await flight.done.wait()
             if flight.error is not None:
                 raise flight.error
+            # Again after forget_repository (a manifest the registry refused): still held.
+            self._record(key[0], target_repo, blob.digest)
             stats.skipped += 1
             return
         flight = self._flights[key] = _Flight()

@@ -7,6 +7,7 @@ it without waiting, for tests that signal or kill the process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -86,7 +87,16 @@ class SyncRun:
         return [i for i in found if status is None or i["status"] == status]
 
     def explain(self) -> str:
-        return f"exit {self.returncode} after {self.duration:.1f}s\n{self.stderr[-3000:]}"
+        failures = ""
+        with contextlib.suppress(AssertionError):
+            failures = "\n".join(
+                f"{i['source']} -> {i.get('target')}: {i.get('reason')}"
+                for i in self.images()
+                if i["status"] == "failed"
+            )
+        return (
+            f"exit {self.returncode} after {self.duration:.1f}s\n{failures}\n{self.stderr[-3000:]}"
+        )
 
 
 def _command(config: Path, extra: Sequence[str]) -> list[str]:

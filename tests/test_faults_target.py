@@ -3,6 +3,7 @@ words while the others finish; transient failures are retried; nothing is left h
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +91,28 @@ def test_connection_reset_during_an_upload_is_retried_in_a_new_session(mirror, w
     mirror.assert_complete()
     finishes = [r for r in mirror.dst.log if r.action == ProxyAction.UPLOAD_FINISH]
     assert len([r for r in finishes if largest in r.path]) == 2
+
+
+def test_a_blob_the_registry_briefly_could_not_read_earns_one_more_push(mirror):
+    # docker-registry's filesystem storage rewrites a blob's link file in place when a second
+    # writer (another run, another tool) mounts or uploads it again: a manifest PUT reading it
+    # meanwhile gets DIGEST_INVALID and MANIFEST_BLOB_UNKNOWN together, in that order.
+    body = json.dumps(
+        {
+            "errors": [
+                {"code": "DIGEST_INVALID", "message": "provided digest did not match"},
+                {"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown to registry"},
+            ]
+        }
+    ).encode()
+    refusal = mirror.dst.fail(
+        ProxyAction.MANIFEST_PUT, 400, body=body, path=f"{VICTIM_TAG}$", count=1
+    )
+    run = mirror.sync()
+    assert run.returncode == 0, run.explain()
+    assert refusal.fired == 1
+    mirror.assert_complete()
+    puts = [
+        r for r in mirror.dst.log if r.action == ProxyAction.MANIFEST_PUT and r.path == VICTIM_TAG
+    ]
+    assert len(puts) == 2

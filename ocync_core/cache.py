@@ -421,6 +421,11 @@ class TransferCache:
         key = (host, repository, tag)
         value = (_digest_text(digest), self._now_int())
         with self._lock:
+            known = self._tags.get(key)
+            if known is not None and known[0] == value[0] and value[1] - known[1] < self.ttl / 8:
+                # Seen again soon after: a fresher timestamp is not worth rewriting the file
+                # (a sync with nothing to do then saves nothing); it still holds 7/8 of the ttl.
+                return
             self._tags[key] = value
             self._dirty_tags[key] = value
             self._forgotten_tags.pop(key, None)

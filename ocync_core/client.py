@@ -13,7 +13,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Container, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Container, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -750,9 +750,16 @@ def _body(response: httpx.Response) -> AsyncIterator[bytes]:
     return response.aiter_bytes() if _encoded(response) else response.aiter_raw()
 
 
-def _ssl_context(registry: RegistrySettings) -> ssl.SSLContext:
+def _ssl_context(registry: RegistrySettings) -> Callable[[], ssl.SSLContext]:
+    """What makes the registry's TLS context when its first TLS connection needs it.
+
+    Settings are checked (and a `ca_file` loaded) now, so a bad one fails before any request.
+    """
     verify = _tls_context(registry)
-    return _default_ssl_context() if verify is True else httpx.create_ssl_context(verify=verify)
+    if verify is True:
+        return _default_ssl_context
+    context = httpx.create_ssl_context(verify=verify)
+    return lambda: context
 
 
 @functools.cache

@@ -204,7 +204,7 @@ async def _discover_mapping(
     send: trio.MemorySendChannel[_TagJob],
     limiter: trio.CapacityLimiter,
 ) -> None:
-    async with send, limiter:
+    async with send:
         source = run.clients[mapping.source_alias]
         what = f"mapping {mapping.source.host}/{mapping.source_repository}"
         try:
@@ -213,8 +213,11 @@ async def _discover_mapping(
             if rules.literal_only:
                 tags = list(rules.include)  # named tags: no tag list is fetched at all
             else:
-                await source.throttle.discovery_pause()  # the source's budget is running low
-                listing = await source.list_tags(mapping.source_repository)
+                # The limiter bounds tag-list requests only: a mapping waiting for a free worker
+                # must not keep the next mappings from being listed meanwhile.
+                async with limiter:
+                    await source.throttle.discovery_pause()  # the source's budget is low
+                    listing = await source.list_tags(mapping.source_repository)
                 source_tags = frozenset(listing)
                 # Fallback-tag indexes travel with their subject (artifacts), not as images.
                 listed = [tag for tag in listing if not is_fallback_tag(tag)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ssl
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpcore
 import trio
@@ -41,7 +41,7 @@ class CheckoutPool:
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext | None,
+        ssl_context: Callable[[], ssl.SSLContext] | None,
         max_connections: int,
         max_idle: int,
         keepalive_expiry: float = 5.0,
@@ -91,9 +91,12 @@ class CheckoutPool:
                 return connection
             with trio.CancelScope(shield=True):
                 await connection.aclose()
+        # The context is made on the first TLS connection: loading the CA bundle costs tens of
+        # milliseconds that a run against plain-HTTP registries never needs to spend.
+        tls = origin.scheme == b"https" and self._ssl_context is not None
         return httpcore.AsyncHTTPConnection(
             origin,
-            ssl_context=self._ssl_context,
+            ssl_context=self._ssl_context() if tls and self._ssl_context else None,
             keepalive_expiry=self._keepalive_expiry,
         )
 

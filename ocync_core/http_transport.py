@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import httpcore
@@ -73,7 +73,7 @@ class RegistryTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext | None,
+        ssl_context: Callable[[], ssl.SSLContext] | None,
         max_connections: int,
         trust_env: bool = True,
     ) -> None:
@@ -119,7 +119,7 @@ class RegistryTransport(httpx.AsyncBaseTransport):
         transport = self._proxied.get(proxy)
         if transport is None:
             transport = httpx.AsyncHTTPTransport(
-                verify=self._ssl_context if self._ssl_context is not None else True,
+                verify=self._ssl_context() if self._ssl_context is not None else True,
                 proxy=proxy,
                 limits=httpx.Limits(
                     max_connections=self._max_connections,

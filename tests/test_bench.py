@@ -132,6 +132,6 @@ def test_harness_runs_the_tiny_corpus_and_records_every_field(tmp_path):
     assert ocync["duplicate_blob_gets"] == 0
     assert ocync["requests"] >= cold["minimum"]["requests"]
     big = record["scenarios"]["large_blob"]
-    assert {"curl-buffered", "curl-stream"} <= set(big["runs"])
+    assert "curl-stream" in big["runs"]
     assert all(r[0]["blob_throughput_mbps"] > 0 for r in big["runs"].values())
     assert {c["claim"] for c in record["must_show"]} >= {"cold: ocync requests / minimum"}

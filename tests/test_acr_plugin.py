@@ -28,7 +28,6 @@ from ocync_acr.aad import (
     AzureIdentityToken,
     StaticAadToken,
     aad_token_source,
-    jwt_expiry,
 )
 from ocync_acr.auth import NULL_USER, AcrAuth, aad_scope
 from ocync_acr.emulation import (
@@ -41,6 +40,7 @@ from ocync_acr.emulation import (
 )
 from ocync_acr.throttle import READ_ACTIONS, SKU_LIMITS, WRITE_ACTIONS, throttle_policy
 from ocync_conformance.environments import contributed_environments
+from ocync_core.auth.jwt import jwt_expiry
 from ocync_core.auth.provider import StandardAuth
 from ocync_core.client import RegistryClient
 from ocync_core.config import parse_config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
@@ -297,6 +298,42 @@ async def test_default_lifetime_is_60_seconds(autojump_clock: trio.testing.MockC
     await trio.sleep(29)
     assert await cache.get(key) == first
     await trio.sleep(2)
+    assert await cache.get(key) != first
+    assert cache.fetches == 2
+
+
+def _unsigned_jwt(claims: dict[str, object]) -> str:
+    def part(doc: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.signature"
+
+
+@pytest.mark.parametrize(
+    ("claims", "lifetime"),
+    [
+        ({"exp": 1_700_000_000 + 4500}, 4500),  # ACR: 75 minutes, no expires_in
+        ({"exp": 1_700_000_000 + 90 * 86400}, 60),  # past a day: not believed
+        ({"exp": 1_700_000_000 - 10}, 60),  # already past (a clock far off)
+        ({"sub": "no expiry"}, 60),
+    ],
+)
+async def test_a_jwt_without_expires_in_lives_as_long_as_it_says(
+    autojump_clock: trio.testing.MockClock, claims: dict[str, object], lifetime: float
+) -> None:
+    issued: list[str] = []
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        issued.append(_unsigned_jwt({**claims, "n": len(issued)}))
+        return httpx.Response(200, json={"access_token": issued[-1]})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(token_endpoint))
+    cache = TokenCache(http, wall_clock=lambda: 1_700_000_000.0)
+    key = TokenKey(REALM, SERVICE, pull_scopes("a"))
+    first = await cache.get(key)
+    await trio.sleep(lifetime * 0.45)  # renewal comes no sooner than half the lifetime
+    assert await cache.get(key) == first
+    await trio.sleep(lifetime * 0.6)
     assert await cache.get(key) != first
     assert cache.fetches == 2
 

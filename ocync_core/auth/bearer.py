@@ -9,6 +9,8 @@ Time comes from `trio.current_time()` only, so expiry is testable under MockCloc
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -16,6 +18,7 @@ import httpx
 import trio
 
 from ocync_core.auth.credentials import Credentials
+from ocync_core.auth.jwt import jwt_expiry
 from ocync_core.errors import (
     EXIT_AUTH,
     EXIT_FAILURE,
@@ -36,6 +39,8 @@ _RENEW_SECONDS = 30.0
 # ... but never before half the lifetime, or very short-lived tokens would never be reused.
 _RENEW_AT_MOST = 0.5
 _CLIENT_ID = "ocync"
+# A JWT claiming to live longer than this is not believed (a clock far off, or a bad claim).
+_LONGEST_JWT_LIFETIME = 24 * 3600.0
 
 
 class TokenKey(NamedTuple):
@@ -89,9 +94,16 @@ class TokenCache:
     remembers, renews and forgets.
     """
 
-    def __init__(self, http: httpx.AsyncClient, *, label: str = "registry") -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        label: str = "registry",
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._http = http
         self._label = label
+        self._wall_clock = wall_clock  # to read a JWT's `exp`, which is wall-clock time
         self._entries: dict[TokenKey, _Entry] = {}
         self._flights: dict[TokenKey, _Flight] = {}
         self.fetches = 0  # how many token requests were sent (tests count them)
@@ -211,13 +223,27 @@ class TokenCache:
         token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token:
             raise TokenError(f"{where} answered without a token")
-        lifetime = doc.get("expires_in")
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
-            lifetime = DEFAULT_EXPIRES_IN
-        lifetime = float(lifetime)
+        lifetime = self._lifetime(doc.get("expires_in"), token)
         # Measured from when we asked, not when the answer came: errs towards renewing early.
         margin = min(max(lifetime * _RENEW_FRACTION, _RENEW_SECONDS), lifetime * _RENEW_AT_MOST)
         return _Entry(token, renew_at=started + lifetime - margin, expires_at=started + lifetime)
+
+    def _lifetime(self, expires_in: object, token: str) -> float:
+        """Seconds the token lives: as announced; else as its JWT says; else the spec's 60 s.
+
+        Registries that leave `expires_in` out often issue JWTs that carry their expiry (ACR's
+        live 75 minutes): taking 60 s for them would fetch a token again every 30 s.
+        """
+        if isinstance(expires_in, bool):
+            expires_in = None  # JSON true is no number of seconds
+        if isinstance(expires_in, int | float) and expires_in > 0:
+            return float(expires_in)
+        expires_at = jwt_expiry(token)
+        if expires_at is not None:
+            remaining = expires_at - self._wall_clock()
+            if 0 < remaining <= _LONGEST_JWT_LIFETIME:
+                return remaining
+        return DEFAULT_EXPIRES_IN
 
     async def _request(
         self, key: TokenKey, url: httpx.URL, credentials: Credentials | None

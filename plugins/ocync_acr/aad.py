@@ -13,9 +13,6 @@ A static token cannot be renewed: a run longer than its lifetime needs the SDK.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import time
 from collections.abc import Callable
@@ -24,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from ocync_core.auth.jwt import jwt_expiry
 from ocync_core.errors import AuthenticationError
 
 if TYPE_CHECKING:
@@ -38,7 +36,6 @@ __all__ = [
     "AzureIdentityToken",
     "StaticAadToken",
     "aad_token_source",
-    "jwt_expiry",
 ]
 
 AZURE_TOKEN_ENV = "AZURE_ACCESS_TOKEN"
@@ -66,22 +63,6 @@ class AadTokenSource(Protocol):
     async def token(self, scope: str) -> AadToken:
         """A token for `scope`; `AadUnavailable` when this source has none to give."""
         ...
-
-
-def jwt_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT, read without verifying it (it only schedules a renewal)."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        return None
-    exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        return None
-    return float(exp)
 
 
 @dataclass(repr=False)

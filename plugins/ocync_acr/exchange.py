@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 import httpx
 import trio
 
-from ocync_acr.aad import AadTokenSource, jwt_expiry
+from ocync_acr.aad import AadTokenSource
+from ocync_core.auth.jwt import jwt_expiry
 from ocync_core.auth.realm import check_realm, registry_hostnames
 from ocync_core.errors import AuthenticationError, CredentialPolicyError
 

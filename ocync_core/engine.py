@@ -301,6 +301,10 @@ async def _sync_tag(run: _Run, job: _TagJob) -> None:
         for state in states:
             run.record(_failure(src_name, _target_name(state.target, tag), exc, started))
         return
+    except BaseException:  # Cancelled, alone or in a group from a nursery below
+        for state in states:
+            _record_if_drained(run, src_name, _target_name(state.target, tag), started)
+        raise
 
     async def one_target(state: _TargetState) -> None:
         target, client, current = state.target, state.client, state.current
@@ -332,12 +336,25 @@ async def _sync_tag(run: _Run, job: _TagJob) -> None:
                 run.cache.set_tag(client.registry.host, target.repository, tag, wanted.digest)
         except Exception as exc:  # one bad image never stops the others
             result = _failure(src_name, result.target, exc, started)
+        except BaseException:  # Cancelled, alone or in a group from a nursery below
+            _record_if_drained(run, src_name, result.target, started)
+            raise
         result.duration = time.monotonic() - started
         run.record(result)
 
     async with trio.open_nursery() as nursery:
         for state in states:
             nursery.start_soon(one_target, state)
+
+
+def _record_if_drained(run: _Run, source: str, target: str, started: float) -> None:
+    """Name an image the drain deadline cut short, so the report says which ones to look at."""
+    if run.stopping:
+        failed = ImageResult(
+            source, target, FAILED, reason="cancelled: the drain deadline passed before it finished"
+        )
+        failed.duration = time.monotonic() - started
+        run.record(failed)
 
 
 async def _read_tag(

@@ -135,6 +135,9 @@ def test_hung_source_is_bounded_by_the_drain_deadline_on_sigterm(mirror):
     assert report["interrupted"] is True
     assert any("drain deadline" in e for e in report["errors"]), report["errors"]
     assert report["totals"]["synced"] == 2, report
+    [cut_short] = [i for i in report["images"] if i["status"] == "failed"]
+    assert cut_short["target"].endswith("/mirror/app01:1.0.0"), cut_short
+    assert "drain deadline" in cut_short["reason"]
     mirror.assert_sound()
     assert mirror.target_tags() == mirror.expected_tags(without=("corpus/app01",))
 

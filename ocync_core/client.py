@@ -155,7 +155,12 @@ class RegistryClient:
                 ssl_context=_ssl_context(self.registry),
                 max_connections=self.registry.max_concurrent,
             ),
-            timeout=httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=None),
+            timeout=httpx.Timeout(
+                connect=self.registry.connect_timeout,
+                read=self.registry.timeout,
+                write=self.registry.timeout,
+                pool=None,
+            ),
             follow_redirects=False,
             # Blobs and manifests are content-addressed: the bytes must arrive exactly as stored,
             # so no compressing proxy or CDN may re-encode them on the way.

@@ -67,6 +67,8 @@ class RegistrySettings:
     token: str | None = field(default=None, repr=False)
     docker_config: str | None = None
     max_concurrent: int = 16
+    timeout: float = 300.0  # seconds a request may wait for the next bytes (read and write)
+    connect_timeout: float = 30.0
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property

@@ -116,6 +116,18 @@ def test_shortest_config(tmp_path, plugins):
     assert settings.staging_dir is None
 
 
+def test_registry_timeouts_default_and_can_be_set(tmp_path, plugins):
+    config = load(
+        tmp_path,
+        SHORTEST.replace(
+            "src: { url: cgr.dev }", "src: { url: cgr.dev, timeout: 45s, connect_timeout: 500ms }"
+        ),
+        plugins,
+    )
+    assert (config.registries["src"].timeout, config.registries["src"].connect_timeout) == (45, 0.5)
+    assert (config.registries["ecr"].timeout, config.registries["ecr"].connect_timeout) == (300, 30)
+
+
 def test_to_defaults_to_from(tmp_path, plugins):
     config = load(tmp_path, base(), plugins)
     assert config.mappings[0].targets[0].repository == "chainguard/static"
@@ -323,7 +335,7 @@ def test_relative_paths_without_a_file(tmp_path, plugins):
             SHORTEST.replace("{ url: cgr.dev }", "{ urll: cgr.dev }"),
             "mirror.yaml: registries.src.urll: unknown key (expected one of: url, kind, "
             "auth_type, credentials, token, docker_config, endpoint, tls_verify, ca_file, "
-            "insecure_http, max_concurrent); did you mean 'url'?",
+            "insecure_http, max_concurrent, timeout, connect_timeout); did you mean 'url'?",
         ),
         (
             "global: { max_images: 3 }\n" + SHORTEST,
@@ -386,6 +398,10 @@ def test_unknown_keys_at_every_depth(tmp_path, plugins, text, expected):
             "global: { cache_ttl: 24 hours }\n" + SHORTEST,
             "mirror.yaml: global.cache_ttl: expected a duration like 24h, 30m, 90s or 1h30m "
             "(units: ms, s, m, h, d), got '24 hours'",
+        ),
+        (
+            SHORTEST.replace("url: cgr.dev }", "url: cgr.dev, timeout: 0 }"),
+            "mirror.yaml: registries.src.timeout: must be greater than 0.0, got 0.0",
         ),
         (
             "global: { drain_deadline: -5 }\n" + SHORTEST,

@@ -113,8 +113,24 @@ def test_source_stall_shorter_than_the_read_timeout_is_waited_out(mirror):
     assert stall <= run.duration < stall + 60
 
 
+def test_a_stall_longer_than_the_registry_timeout_fails_that_image_in_bounded_time(mirror):
+    victim = mirror.only_blobs_of("corpus/app01")[0]
+    stall = mirror.src.slow_body(
+        ProxyAction.BLOB_GET, stall_seconds=600, after_bytes=1000, path=victim
+    )
+    run = mirror.sync(registries={"src": {"timeout": "1s"}})
+    assert run.returncode == 1, run.explain()  # partial: the other images were synced
+    [failed] = run.images("failed")
+    assert failed["target"].endswith("/mirror/app01:1.0.0")
+    assert victim in failed["reason"], failed["reason"]
+    assert stall.fired == 5  # every attempt of the retry policy waited 1 s, then gave up
+    assert run.duration < 60
+    mirror.assert_sound()
+    assert mirror.target_tags() == mirror.expected_tags(without=("corpus/app01",))
+
+
 def test_hung_source_is_bounded_by_the_drain_deadline_on_sigterm(mirror):
-    """Nothing in the config shortens the 300 s read timeout; SIGTERM + drain_deadline does."""
+    """With the default 300 s timeout, SIGTERM and drain_deadline bound the run."""
     victim = mirror.only_blobs_of("corpus/app01")[0]
     mirror.src.slow_body(ProxyAction.BLOB_GET, stall_seconds=600, after_bytes=1000, path=victim)
     process = start_sync(mirror.config(drain_deadline="1s"))

@@ -284,6 +284,8 @@ def _registry_settings(alias: str, registry: Any, plugin_keys: list[str]) -> Reg
         token=token,
         docker_config=str(registry.docker_config) if registry.docker_config else None,
         max_concurrent=registry.max_concurrent,
+        timeout=registry.timeout,
+        connect_timeout=registry.connect_timeout,
         options=options,
     )
 

@@ -270,6 +270,18 @@ class RegistryBase(StrictModel):
     ca_file: FilePath | None = Field(None, description="PEM bundle of CAs to trust")
     insecure_http: bool = Field(False, description="talk plain HTTP to this registry")
     max_concurrent: int = Field(16, ge=1, le=1024, description="requests in flight at once")
+    timeout: Duration = Field(
+        300.0,
+        gt=0,
+        description="how long a request may wait for the registry's next bytes",
+        json_schema_extra={"default": "5m"},
+    )
+    connect_timeout: Duration = Field(
+        30.0,
+        gt=0,
+        description="how long opening a connection may take",
+        json_schema_extra={"default": "30s"},
+    )
 
     @model_validator(mode="after")
     def _ocync_registry_consistent(self) -> "RegistryBase":

@@ -327,7 +327,7 @@ async def _sync(
 )
 @click.option(
     "--listen",
-    default="0.0.0.0:9090",
+    default=":9090",
     show_default=True,
     envvar="OCYNC_LISTEN",
     metavar="HOST:PORT",

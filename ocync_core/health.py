@@ -34,12 +34,12 @@ _TEXT = "text/plain; charset=utf-8"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (every interface) → (host, port)."""
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` → (host, port); host "" is every interface,
+    IPv6 and IPv4 alike (a Kubernetes pod may have either, or both)."""
     host, sep, port_text = text.strip().rpartition(":")
     if not sep or not port_text.isdigit() or int(port_text) > 65535:
         raise BadInput(f"--listen {text!r}: expected HOST:PORT, e.g. 0.0.0.0:9090 or :9090")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
+    return host.strip("[]"), int(port_text)
 
 
 @dataclass
@@ -81,7 +81,13 @@ class HealthServer:
 
     def __init__(self, host: str, port: int, readiness: Readiness, metrics: SyncMetrics) -> None:
         handler = _handler_for(readiness, metrics)
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
+        if not host and socket.has_dualstack_ipv6():
+            host, server_class = "::", _DualStackServer
+        elif not host:
+            host = "0.0.0.0"
+        elif ":" in host:
+            server_class = _IPv6Server
         self._server = server_class((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -112,6 +118,14 @@ class HealthServer:
 
 class _IPv6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
+
+
+class _DualStackServer(_IPv6Server):
+    """Every interface: IPv6, and IPv4 through v4-mapped addresses."""
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
 
 def _handler_for(readiness: Readiness, metrics: SyncMetrics) -> type[BaseHTTPRequestHandler]:

@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +33,7 @@ from ocync_conformance.registry_process import RegistryProcess
 from ocync_core import mediatypes
 from ocync_core.cli import cli
 from ocync_core.errors import EXIT_BAD_INPUT, BadInput
-from ocync_core.health import Readiness, parse_listen
+from ocync_core.health import HealthServer, Readiness, parse_listen
 from ocync_core.metrics import SyncMetrics, classify_request
 from ocync_core.plugins import Plugins
 from ocync_core.registry import RegistrySettings
@@ -373,11 +374,19 @@ def test_intervals_and_listen_addresses_parse():
         with pytest.raises(BadInput):
             parse_interval(bad)
     assert parse_listen("0.0.0.0:9090") == ("0.0.0.0", 9090)
-    assert parse_listen(":9100") == ("0.0.0.0", 9100)
+    assert parse_listen(":9100") == ("", 9100)  # every interface
     assert parse_listen("[::]:9090") == ("::", 9090)
     for bad in ("9090", "host:", "host:70000"):
         with pytest.raises(BadInput):
             parse_listen(bad)
+
+
+def test_every_interface_means_ipv4_and_ipv6_alike():
+    with HealthServer("", 0, Readiness(60), SyncMetrics()) as server:
+        port = int(server.address.rsplit(":", 1)[1])
+        loopbacks = ["127.0.0.1", "[::1]"] if socket.has_dualstack_ipv6() else ["127.0.0.1"]
+        for host in loopbacks:
+            assert httpx.get(f"http://{host}:{port}/healthz", timeout=5).text == "ok\n", host
 
 
 @pytest.mark.parametrize(

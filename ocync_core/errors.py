@@ -183,10 +183,23 @@ class RegistryError(OcyncError):
                 excerpt = _shown(redact_credentials(text, secrets), 200).strip()
         url = request.url.copy_with(query=None) if request is not None else "?"
         method = request.method if request is not None else "?"
-        error_cls = AuthRegistryError if response.status_code in (401, 403) else cls
+        refused = response.status_code == 401 or (
+            response.status_code == 403 and not _speaks_of_limits(errors, excerpt)
+        )
+        error_cls = AuthRegistryError if refused else cls
         error = error_cls(response.status_code, method, str(url), errors, excerpt, what)
         error.retry_after = response.headers.get("Retry-After")
         return error
+
+
+# Registries answer 403 for a full storage quota or a spent rate limit too (Harbor, GHCR and ACR
+# say so in the message): that is no credential to fix, and no reason for exit code 4.
+_LIMIT_WORDS = re.compile(r"quota|rate limit|too many requests|limit exceeded", re.IGNORECASE)
+
+
+def _speaks_of_limits(errors: tuple[RegistryErrorDetail, ...], excerpt: str) -> bool:
+    said = " ".join(f"{e.code} {e.message}" for e in errors) + " " + excerpt
+    return "TOOMANYREQUESTS" in said or _LIMIT_WORDS.search(said) is not None
 
 
 class AuthRegistryError(RegistryError, AuthenticationError):

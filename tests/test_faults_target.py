@@ -13,6 +13,7 @@ from fault_mirror import Mirror, open_mirror, small_corpus
 from ocync_conformance.corpus import Corpus
 from ocync_conformance.proxy import ProxyAction
 from ocync_conformance.registry_process import RegistryProcess
+from ocync_core.errors import EXIT_FAILURE
 
 WRITES = [ProxyAction.MOUNT, ProxyAction.UPLOAD_START, ProxyAction.UPLOAD_FINISH]
 VICTIM_TAG = "/v2/mirror/app01/manifests/1.0.0"
@@ -116,3 +117,14 @@ def test_a_blob_the_registry_briefly_could_not_read_earns_one_more_push(mirror):
         r for r in mirror.dst.log if r.action == ProxyAction.MANIFEST_PUT and r.path == VICTIM_TAG
     ]
     assert len(puts) == 2
+
+
+def test_a_full_quota_for_every_image_is_a_failure_not_a_credential_problem(mirror):
+    mirror.dst.fail(
+        ProxyAction.MANIFEST_PUT, 403, code="DENIED", message="storage quota exceeded for mirror"
+    )
+    run = mirror.sync()
+    assert run.returncode == EXIT_FAILURE, run.explain()  # not EXIT_AUTH: no credential to fix
+    failed = run.images("failed")
+    assert len(failed) == len(mirror.corpus.images)
+    assert all("storage quota exceeded" in i["reason"] for i in failed)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,11 +22,13 @@ from ocync_core.client import RegistryClient
 from ocync_core.digest import Digest
 from ocync_core.manifest import Descriptor
 
-__all__ = ["BlobStaging", "StagedBlob"]
+__all__ = ["STALE_PARTIAL_SECONDS", "BlobStaging", "StagedBlob"]
 
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 1024 * 1024
+# A download nothing has written to for this long belongs to a run that no longer exists.
+STALE_PARTIAL_SECONDS = 3600.0
 
 
 class StagedBlob:
@@ -45,11 +48,31 @@ class StagedBlob:
 class BlobStaging:
     """A directory of blobs named by digest, each fetched at most once per run."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, stale_after: float = STALE_PARTIAL_SECONDS) -> None:
         self.directory = directory
         self.enabled = True
         self._locks: dict[Digest, trio.Lock] = {}
         self._verified: set[Digest] = set()  # written or checked by this run
+        self._remove_stale_partials(stale_after)
+
+    def _remove_stale_partials(self, stale_after: float) -> None:
+        """Delete downloads a killed run left half-written in a kept `staging_dir`.
+
+        Only files nothing has written to for `stale_after` seconds go: another run sharing
+        the directory may be writing one right now.
+        """
+        cutoff = time.time() - stale_after
+        try:
+            partials = [p for p in self.directory.glob("*/.*") if p.is_file()]
+        except OSError:
+            return
+        for partial in partials:
+            try:
+                if partial.stat().st_mtime < cutoff:
+                    partial.unlink()
+                    log.info("removed %s, left half-written by an earlier run", partial)
+            except OSError:
+                continue  # gone already, or not ours to remove: the next run tries again
 
     def _path(self, digest: Digest) -> Path:
         return self.directory / digest.algorithm / digest.hex

@@ -7,9 +7,11 @@ mounted over the staging or cache directory: real ENOSPC and EROFS, nothing fake
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from ocync_conformance.corpus import Corpus
 from ocync_conformance.proxy import FaultProxy, ProxyAction
 from ocync_conformance.registry_process import RegistryProcess
 from ocync_core.cache import TransferCache
+from ocync_core.staging import STALE_PARTIAL_SECONDS, BlobStaging
 
 
 def _can_mount_privately() -> bool:
@@ -212,3 +215,22 @@ def test_staged_copy_gone_bad_since_an_earlier_run_is_fetched_again(seeded, tmp_
 
 def _blob(corpus: Corpus, digest: str) -> bytes:
     return next(i.blobs[digest] for i in corpus.images if digest in i.blobs)
+
+
+def test_a_kept_staging_dir_sheds_what_a_killed_run_left_half_written(tmp_path):
+    staging = tmp_path / "staging" / "sha256"
+    staging.mkdir(parents=True)
+    complete = staging / ("ab" * 32)
+    abandoned = staging / f".{'cd' * 32}.x1y2z3"  # as mkstemp names a download in progress
+    in_progress = staging / f".{'ef' * 32}.a1b2c3"
+    for path in (complete, abandoned, in_progress):
+        path.write_bytes(b"layer bytes")
+    long_ago = time.time() - STALE_PARTIAL_SECONDS - 60
+    os.utime(abandoned, (long_ago, long_ago))
+    os.utime(complete, (long_ago, long_ago))
+
+    BlobStaging(tmp_path / "staging")
+
+    assert not abandoned.exists(), "a download no run has written to for an hour stays for ever"
+    assert in_progress.exists(), "another run's download in progress was removed"
+    assert complete.exists(), "a complete staged blob is for later runs to reuse"

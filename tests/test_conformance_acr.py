@@ -14,11 +14,10 @@ reproduces what the plugin exists for: the generic plugin, pointed at the same r
 from __future__ import annotations
 
 import textwrap
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 
 import pytest
 
+from ocync_conformance.outcomes import SuiteOutcomes, read_junit
 from ocync_conformance.suite import RegistryConformance
 
 
@@ -76,16 +75,7 @@ AUTH_CHECKS = (
 LIMITS_CHECK = "test_a_busy_client_stays_within_the_documented_limits"
 
 
-@dataclass
-class Outcomes:
-    """Per-class results of one pytest run, read from its JUnit report."""
-
-    passed: dict[str, set[str]] = field(default_factory=dict)
-    failed: dict[str, dict[str, str]] = field(default_factory=dict)
-    skipped: dict[str, set[str]] = field(default_factory=dict)
-
-
-def _run(pytester: pytest.Pytester, checks: tuple[str, ...]) -> Outcomes:
+def _run(pytester: pytest.Pytester, checks: tuple[str, ...]) -> SuiteOutcomes:
     pytester.makepyfile(test_comparison=textwrap.dedent(_COMPARISON))
     report = pytester.path / "report.xml"
     pytester.runpytest_subprocess(
@@ -99,21 +89,7 @@ def _run(pytester: pytest.Pytester, checks: tuple[str, ...]) -> Outcomes:
         " or ".join(checks),
         timeout=300,
     )
-    outcomes = Outcomes()
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        name = case.get("name", "")
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        if failure is not None:
-            text = f"{failure.get('message', '')}\n{failure.text or ''}"
-            outcomes.failed.setdefault(cls, {})[name] = text
-        elif case.find("skipped") is not None:
-            outcomes.skipped.setdefault(cls, set()).add(name)
-        else:
-            outcomes.passed.setdefault(cls, set()).add(name)
-    return outcomes
+    return read_junit(report)
 
 
 def test_the_generic_plugin_fails_where_the_acr_plugin_is_needed(pytester: pytest.Pytester):

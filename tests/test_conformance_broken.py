@@ -10,10 +10,10 @@ generic plugin passes the very same checks.
 from __future__ import annotations
 
 import textwrap
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 
 import pytest
+
+from ocync_conformance.outcomes import SuiteOutcomes, read_junit
 
 # Imports, the broken kind, and the generic plugin's class; each case adds its plugin.
 _HEADER = '''
@@ -35,48 +35,20 @@ class BrokenPlugin:
 '''
 
 
-@dataclass
-class Outcomes:
-    """Per-class results of one pytest run, read from its JUnit report."""
-
-    passed: dict[str, list[str]] = field(default_factory=dict)
-    failed: dict[str, dict[str, str]] = field(default_factory=dict)
-    skipped: dict[str, list[str]] = field(default_factory=dict)
-
-    def checks(self, cls: str) -> set[str]:
-        return {*self.passed.get(cls, []), *self.failed.get(cls, {}), *self.skipped.get(cls, [])}
-
-
 def _run_suite(
     pytester: pytest.Pytester, body: str, checks: str
-) -> tuple[pytest.RunResult, Outcomes]:
+) -> tuple[pytest.RunResult, SuiteOutcomes]:
     """Run the checks `checks` (a ``-k`` expression) of the suite classes in `body`."""
     pytester.makepyfile(test_plugin=_HEADER + textwrap.dedent(body))
     report = pytester.path / "report.xml"
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--tb=short", f"--junitxml={report}", "-k", checks, timeout=300
     )
-    outcomes = Outcomes()
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        name = case.get("name", "")
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        if failure is not None:
-            # The whole report: pytest-trio wraps a check's AssertionError in an ExceptionGroup,
-            # so the message attribute alone may name only the group.
-            text = f"{failure.get('message', '')}\n{failure.text or ''}"
-            outcomes.failed.setdefault(cls, {})[name] = text
-        elif case.find("skipped") is not None:
-            outcomes.skipped.setdefault(cls, []).append(name)
-        else:
-            outcomes.passed.setdefault(cls, []).append(name)
-    return result, outcomes
+    return result, read_junit(report)
 
 
 def _assert_broken_fails(
-    result: pytest.RunResult, outcomes: Outcomes, broken: str, generic: str, phrase: str
+    result: pytest.RunResult, outcomes: SuiteOutcomes, broken: str, generic: str, phrase: str
 ) -> None:
     failures = outcomes.failed.get(broken, {})
     assert result.ret != 0, "the kit passed a broken plugin"

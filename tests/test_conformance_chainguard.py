@@ -12,10 +12,10 @@ emulated cgr.dev refuses every read it makes with 403, as cgr.dev does.
 from __future__ import annotations
 
 import textwrap
-import xml.etree.ElementTree as ET
 
 import pytest
 
+from ocync_conformance.outcomes import read_junit
 from ocync_conformance.suite import RegistryConformance
 
 
@@ -83,20 +83,6 @@ _PUSH = "test_upload_small_blob"
 _HEAD_ONLY = "test_existence_of_present_and_absent_blobs"
 
 
-def _outcomes(report: str) -> dict[str, dict[str, str | None]]:
-    """Per class, each check's failure text (None when it passed) from a JUnit report."""
-    found: dict[str, dict[str, str | None]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        assert case.find("skipped") is None, f"{cls}.{case.get('name')} was skipped"
-        text = None if failure is None else f"{failure.get('message', '')}\n{failure.text or ''}"
-        found.setdefault(cls, {})[case.get("name", "")] = text
-    return found
-
-
 def test_token_sharing_fails_against_the_emulation_and_the_generic_plugin_passes(
     pytester: pytest.Pytester,
 ) -> None:
@@ -111,7 +97,7 @@ def test_token_sharing_fails_against_the_emulation_and_the_generic_plugin_passes
         " or ".join(sorted({*_READS, _PUSH})),
         timeout=300,
     )
-    outcomes = _outcomes(report)
+    outcomes = read_junit(report).failure_texts(allow_skips=False)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
 
     sharing, generic = outcomes["TestTokenSharing"], outcomes["TestGenericPlugin"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pytest
 from ocync_conformance.corpus import Corpus, build_corpus
 from ocync_conformance.environments import Target
 from ocync_conformance.images import push_blob, push_manifest
+from ocync_conformance.outcomes import read_junit
 from ocync_conformance.proxy import FaultProxy, ProxyAction
 from ocync_conformance.registry_process import RegistryProcess
 from ocync_conformance.suite import RegistryConformance
@@ -69,19 +69,6 @@ class TestGeneric(MountChecks, SyncChecks):
 """
 
 
-def _outcomes(report: Path) -> dict[str, dict[str, str | None]]:
-    """Per class, each check's failure text (None when it passed or was skipped)."""
-    found: dict[str, dict[str, str | None]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        text = None if failure is None else f"{failure.get('message', '')}\n{failure.text or ''}"
-        found.setdefault(cls, {})[case.get("name", "")] = text
-    return found
-
-
 def test_generic_plugin_fails_where_docker_hub_refuses_a_mount(pytester: pytest.Pytester):
     """Docker Hub answers 400 to a mount whose `from` it does not hold; the generic plugin reads
     that as an error, the Docker Hub plugin as "not mounted" (and uploads: `TestDockerHub`)."""
@@ -90,7 +77,7 @@ def test_generic_plugin_fails_where_docker_hub_refuses_a_mount(pytester: pytest.
     pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--tb=short", f"--junitxml={report}", timeout=300
     )
-    outcomes = _outcomes(report)
+    outcomes = read_junit(report).failure_texts()
     generic = outcomes["TestGeneric"]
     failed = {name for name, text in generic.items() if text is not None}
     # The generic plugin's self-mount probe into a repository Docker Hub has not created yet

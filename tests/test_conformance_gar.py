@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 
 import pytest
 
+from ocync_conformance.outcomes import SuiteOutcomes, read_junit
 from ocync_conformance.suite import RegistryConformance
 from ocync_gar.emulation import CHUNKED_UPLOAD_REFUSAL
 
@@ -106,17 +105,8 @@ _UPLOAD_FAILED = {
 _UPLOAD_PASSED = {"test_upload_empty_blob"}
 
 
-@dataclass
-class Outcomes:
-    """Per-class results of one pytest run, read from its JUnit report."""
-
-    passed: dict[str, set[str]] = field(default_factory=dict)
-    failed: dict[str, dict[str, str]] = field(default_factory=dict)
-    skipped: dict[str, set[str]] = field(default_factory=dict)
-
-
 @pytest.fixture(scope="module")
-def comparison(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
+def comparison(tmp_path_factory: pytest.TempPathFactory) -> SuiteOutcomes:
     """Run the comparison classes once, in a pytest subprocess, and read their outcomes."""
     directory = tmp_path_factory.mktemp("gar-comparison")
     (directory / "test_gar_comparison.py").write_text(_COMPARISON)
@@ -131,25 +121,10 @@ def comparison(tmp_path_factory: pytest.TempPathFactory) -> Outcomes:
         check=False,
     )
     assert report.exists(), f"the comparison run wrote no report:\n{run.stdout}\n{run.stderr}"
-    outcomes = Outcomes()
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        name = case.get("name", "")
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        if failure is not None:
-            # The whole report: pytest-trio wraps a check's error in an ExceptionGroup.
-            text = f"{failure.get('message', '')}\n{failure.text or ''}"
-            outcomes.failed.setdefault(cls, {})[name] = text
-        elif case.find("skipped") is not None:
-            outcomes.skipped.setdefault(cls, set()).add(name)
-        else:
-            outcomes.passed.setdefault(cls, set()).add(name)
-    return outcomes
+    return read_junit(report)
 
 
-def test_without_credentials_the_generic_plugin_cannot_push(comparison: Outcomes):
+def test_without_credentials_the_generic_plugin_cannot_push(comparison: SuiteOutcomes):
     cls = "TestGenericWithoutCredentials"
     failed = comparison.failed.get(cls, {})
     assert set(failed) == _AUTH_FAILED, f"expected exactly {sorted(_AUTH_FAILED)} to fail"
@@ -159,7 +134,7 @@ def test_without_credentials_the_generic_plugin_cannot_push(comparison: Outcomes
     assert not unexplained, f"failures that do not show the registry's 401: {unexplained}"
 
 
-def test_chunked_uploads_fail_against_the_emulation(comparison: Outcomes):
+def test_chunked_uploads_fail_against_the_emulation(comparison: SuiteOutcomes):
     cls = "TestGenericChunked"
     failed = comparison.failed.get(cls, {})
     assert set(failed) == _UPLOAD_FAILED, f"expected exactly {sorted(_UPLOAD_FAILED)} to fail"

@@ -15,10 +15,10 @@ check's outcome from the JUnit report:
 from __future__ import annotations
 
 import textwrap
-import xml.etree.ElementTree as ET
 
 import pytest
 
+from ocync_conformance.outcomes import read_junit
 from ocync_conformance.suite import RegistryConformance
 
 
@@ -79,20 +79,6 @@ _UPLOADS = {
 _CHUNKS_TOO_LARGE = {"test_upload_large_blob", "test_upload_respects_chunk_limit"}
 
 
-def _outcomes(report: str) -> dict[str, dict[str, str | None]]:
-    """Per class, each check's failure text (None when it passed) from a JUnit report."""
-    found: dict[str, dict[str, str | None]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        assert case.find("skipped") is None, f"{cls}.{case.get('name')} was skipped"
-        text = None if failure is None else f"{failure.get('message', '')}\n{failure.text or ''}"
-        found.setdefault(cls, {})[case.get("name", "")] = text
-    return found
-
-
 def _failed_saying(checks: dict[str, str | None], phrase: str) -> set[str]:
     failed = {name: text for name, text in checks.items() if text is not None}
     unexplained = [name for name, text in failed.items() if phrase not in text]
@@ -108,7 +94,7 @@ def test_plugins_without_ghcrs_quirks_fail_against_the_emulation(
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--tb=short", f"--junitxml={report}", "-k", _CHECKS, timeout=300
     )
-    outcomes = _outcomes(report)
+    outcomes = read_junit(report).failure_texts(allow_skips=False)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
 
     generic = outcomes["TestGenericPlugin"]

@@ -4,7 +4,6 @@ that matters to a mirror (no mount without ``from``) shown to bite a plugin that
 from __future__ import annotations
 
 import textwrap
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from ocync_conformance.environments import Target
 from ocync_conformance.images import push_blob
+from ocync_conformance.outcomes import read_junit
 from ocync_conformance.suite import RegistryConformance
 from ocync_quay.emulation import quay_environment
 
@@ -57,26 +57,13 @@ class TestGeneric(MountChecks):
 """
 
 
-def _outcomes(report: Path) -> dict[str, dict[str, str | None]]:
-    """Per class, each check's failure text (None when it passed or was skipped)."""
-    found: dict[str, dict[str, str | None]] = {}
-    for case in ET.parse(report).getroot().iter("testcase"):
-        cls = case.get("classname", "").rsplit(".", 1)[-1]
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        text = None if failure is None else f"{failure.get('message', '')}\n{failure.text or ''}"
-        found.setdefault(cls, {})[case.get("name", "")] = text
-    return found
-
-
 def test_a_mount_without_from_does_not_mount_on_quay(pytester: pytest.Pytester):
     pytester.makepyfile(test_quay=textwrap.dedent(_COMPARISON))
     report = pytester.path / "report.xml"
     pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--tb=short", f"--junitxml={report}", timeout=300
     )
-    outcomes = _outcomes(report)
+    outcomes = read_junit(report).failure_texts()
     failed = {name for name, text in outcomes["TestWithoutFrom"].items() if text is not None}
     assert failed == {"test_mount_of_present_blob"}, failed
     text = outcomes["TestWithoutFrom"]["test_mount_of_present_blob"] or ""

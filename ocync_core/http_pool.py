@@ -93,10 +93,10 @@ class CheckoutPool:
                 await connection.aclose()
         # The context is made on the first TLS connection: loading the CA bundle costs tens of
         # milliseconds that a run against plain-HTTP registries never needs to spend.
-        tls = origin.scheme == b"https" and self._ssl_context is not None
+        make_context = self._ssl_context if origin.scheme == b"https" else None
         return httpcore.AsyncHTTPConnection(
             origin,
-            ssl_context=self._ssl_context() if tls and self._ssl_context else None,
+            ssl_context=make_context() if make_context is not None else None,
             keepalive_expiry=self._keepalive_expiry,
         )
 

@@ -92,14 +92,22 @@ class BlobMover:
         self._holders: dict[tuple[str, Digest], list[str]] = {}
         self._uploading: dict[tuple[str, Digest], _Flight] = {}
         self._shares: Counter[Digest] = Counter()  # how many images named each blob so far
+        # (target host, repository) whose cached blobs the registry contradicted this run.
+        self._distrusted: set[tuple[str, str]] = set()
 
     def forget_repository(self, target: RegistryClient, repository: str) -> None:
-        """Distrust what was cached for a repository (the registry disagreed with it)."""
-        for (host, digest), repos in self._holders.items():
-            if host == target.registry.host and repository in repos:
+        """Distrust, for the rest of the run, what was known of a repository's blobs (the
+        registry disagreed with it): each is checked again before it is relied on.
+
+        The cache file keeps its entries: which one was wrong is unknown, and another run
+        sharing the file may have just written the right ones. A blob checked again is
+        recorded afresh; one found missing is uploaded, and then recorded.
+        """
+        host = target.registry.host
+        self._distrusted.add((host, repository))
+        for (holder_host, _), repos in self._holders.items():
+            if holder_host == host and repository in repos:
                 repos.remove(repository)
-                if self._cache is not None:
-                    self._cache.forget_blob(host, repository, digest)
 
     async def ensure(
         self,
@@ -145,6 +153,8 @@ class BlobMover:
     def _holds(self, host: str, repository: str, digest: Digest) -> bool:
         if repository in self._holders.get((host, digest), ()):
             return True
+        if (host, repository) in self._distrusted:
+            return False
         return self._cache is not None and self._cache.has_blob(host, repository, digest)
 
     def _sibling_source(self, host: str, repository: str, digest: Digest) -> bool:
